@@ -1,0 +1,59 @@
+// swift-tools-version:5.9
+import PackageDescription
+
+let package = Package(
+    name: "recr1",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "recr1d", targets: ["recr1d"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-protobuf", exact: "1.39.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/LebJe/TOMLKit", exact: "0.6.0"),
+    ],
+    targets: [
+        // System C libraries (Debian packages).
+        .systemLibrary(name: "CNNG", providers: [.apt(["libnng-dev"])]),
+        // Header only: OpenBLAS is dlopen'ed by CRecR1Support after OPENBLAS_CORETYPE is chosen,
+        // because the library reads that variable in its load-time constructor (see docs/architecture.md).
+        .systemLibrary(name: "COpenBLAS", providers: [.apt(["libopenblas-dev"])]),
+        // Small C glue: CPU features, the OpenBLAS loader, sd_notify.
+        .target(
+            name: "CRecR1Support",
+            dependencies: ["COpenBLAS"],
+            cSettings: [.unsafeFlags(["-O2"])],
+            linkerSettings: [.linkedLibrary("dl")]
+        ),
+
+        // The contract: code generated from proto/ by scripts/gen-proto.sh (committed).
+        .target(
+            name: "RecR1Proto",
+            dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")]
+        ),
+        // Numeric kernels; for now the BLAS seam.
+        .target(name: "RecR1Kernels", dependencies: ["CRecR1Support"]),
+        // Transport (nng), envelope handling, handlers, configuration, systemd.
+        .target(
+            name: "RecR1Service",
+            dependencies: [
+                "CNNG", "CRecR1Support", "RecR1Proto", "RecR1Kernels",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "TOMLKit", package: "TOMLKit"),
+            ]
+        ),
+        .executableTarget(
+            name: "recr1d",
+            dependencies: [
+                "RecR1Service",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(
+            name: "RecR1ServiceTests",
+            dependencies: ["RecR1Service", "CNNG", "RecR1Proto", "RecR1Kernels"]
+        ),
+    ]
+)

@@ -1,0 +1,63 @@
+import CRecR1Support
+
+/// The process's OpenBLAS, loaded at run time so that its kernel set suits this CPU.
+///
+/// OpenBLAS 0.3.21 picks its kernels in a load-time constructor from `OPENBLAS_CORETYPE`, and does not
+/// recognise recent Xeons (it falls back to "Prescott", 4x slower sgemm). Linking it would run that
+/// constructor before `main`, so recr1 never links it: `BLAS.load()` sets the variable for this CPU
+/// (unless the user set it) and then `dlopen`s the library. Every matrix product goes through `sgemm`.
+public enum BLAS {
+    public struct LoadError: Error, CustomStringConvertible {
+        public let description: String
+    }
+
+    /// Loads OpenBLAS once per process; later calls return at once. `threads` > 0 sets its thread count.
+    public static func load(threads: Int = 0) throws {
+        var message = [CChar](repeating: 0, count: 256)
+        if recr1_blas_load(&message, message.count) != 0 {
+            throw LoadError(description: String(cString: message))
+        }
+        if threads > 0 { recr1_blas_set_threads(Int32(threads)) }
+    }
+
+    /// The kernel set OpenBLAS runs, e.g. "SkylakeX" ("unavailable" before `load`).
+    public static var core: String { String(cString: recr1_blas_core()) }
+    public static var threads: Int { Int(recr1_blas_threads()) }
+    /// The core recr1 asks for on this CPU, or nil when OpenBLAS's own choice is right.
+    public static var preferredCore: String? { recr1_blas_preferred_core().map { String(cString: $0) } }
+    /// True when something loaded OpenBLAS before `load` could choose its core.
+    public static var wasPreloaded: Bool { recr1_blas_was_preloaded() != 0 }
+
+    /// Row-major C[m×n] = alpha · op(A) · op(B) + beta · C, where op(A) is m×k and op(B) is k×n.
+    @inline(__always)
+    public static func sgemm(
+        transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
+        a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+        beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int
+    ) {
+        recr1_sgemm(transA ? 1 : 0, transB ? 1 : 0, Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda),
+                    b, Int32(ldb), beta, c, Int32(ldc))
+    }
+}
+
+/// The instruction-set extensions that matter to recr1's kernels, as this CPU and OS allow them.
+public struct CPUFeatures: CustomStringConvertible {
+    public let avx2, fma, avx512f, avx512bw, avx512dq, avx512vl, avx512bf16, amxTile, amxBF16: Bool
+
+    public static let current = CPUFeatures(recr1_cpu_detect())
+
+    init(_ f: recr1_cpu_features) {
+        avx2 = f.avx2 != 0; fma = f.fma != 0
+        avx512f = f.avx512f != 0; avx512bw = f.avx512bw != 0; avx512dq = f.avx512dq != 0
+        avx512vl = f.avx512vl != 0; avx512bf16 = f.avx512_bf16 != 0
+        amxTile = f.amx_tile != 0; amxBF16 = f.amx_bf16 != 0
+    }
+
+    public var description: String {
+        let named: [(String, Bool)] = [
+            ("avx2", avx2), ("fma", fma), ("avx512f", avx512f), ("avx512bw", avx512bw), ("avx512dq", avx512dq),
+            ("avx512vl", avx512vl), ("avx512bf16", avx512bf16), ("amx-tile", amxTile), ("amx-bf16", amxBF16),
+        ]
+        return named.filter { $0.1 }.map { $0.0 }.joined(separator: " ")
+    }
+}

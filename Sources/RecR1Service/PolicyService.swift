@@ -1,0 +1,89 @@
+import Foundation
+import RecR1Kernels
+import RecR1Proto
+
+public enum RecR1Version {
+    public static let current = "0.1.0"
+}
+
+/// The methods of `service Policy` in proto/recr1/v1/policy.proto.
+public enum PolicyMethod: String, CaseIterable {
+    case info = "Info", health = "Health"
+    case tokenize = "Tokenize", detokenize = "Detokenize", applyChatTemplate = "ApplyChatTemplate"
+    case generate = "Generate", score = "Score", update = "Update"
+    case saveCheckpoint = "SaveCheckpoint", loadCheckpoint = "LoadCheckpoint", export = "Export"
+    case startJob = "StartJob", jobStatus = "JobStatus", stopJob = "StopJob"
+
+    public static let service = "recr1.v1.Policy"
+    public var fullName: String { "\(Self.service)/\(rawValue)" }
+}
+
+/// The Policy service's handlers. Each is a small function of its request; the transport, the
+/// envelope and the counting live elsewhere (NNGServer, Dispatcher, RequestStats).
+public final class PolicyService {
+    private let config: ServerConfig
+    private let listening: [ListenAddress]
+    private let stats: RequestStats
+    private let startedAt = ContinuousClock.now
+    private let lock = NSLock()
+    private var stopping = false
+    private var policyVersion: UInt64 = 0
+
+    public init(config: ServerConfig, listening: [ListenAddress], stats: RequestStats) {
+        self.config = config
+        self.listening = listening
+        self.stats = stats
+    }
+
+    /// Health reports STOPPING from now on.
+    public func markStopping() { lock.withLock { stopping = true } }
+
+    public func methodTable() -> MethodTable {
+        var table = MethodTable()
+        table.register(PolicyMethod.info.fullName) { [unowned self] (_: Recr1_V1_InfoRequest, _) in info() }
+        table.register(PolicyMethod.health.fullName) { [unowned self] (_: Recr1_V1_HealthRequest, _) in health() }
+        let engineMethods: [PolicyMethod] = PolicyMethod.allCases.filter { $0 != .info && $0 != .health }
+        for method in engineMethods {
+            table.register(method.fullName, raw: { _, _ in
+                throw RPCError.unimplemented(
+                    "\(method.rawValue) is not implemented in recr1d \(RecR1Version.current): it needs the policy engine")
+            })
+        }
+        return table
+    }
+
+    func info() -> Recr1_V1_InfoReply {
+        var reply = Recr1_V1_InfoReply()
+        reply.serverVersion = RecR1Version.current
+        reply.model.loaded = false
+        reply.policyVersion = lock.withLock { policyVersion }
+        reply.blasCore = BLAS.core
+        reply.blasThreads = UInt32(BLAS.threads)
+        reply.matmulBackend = "openblas"
+        reply.cpuFeatures = CPUFeatures.current.description
+        reply.limits.maxMessageBytes = UInt64(config.maxMessageBytes)
+        reply.limits.maxPromptsPerRequest = UInt32(config.maxPromptsPerRequest)
+        reply.limits.maxSamplesPerPrompt = UInt32(config.maxSamplesPerPrompt)
+        reply.limits.maxNewTokens = UInt32(config.maxNewTokens)
+        reply.limits.maxSequenceTokens = UInt32(config.maxSequenceTokens)
+        reply.limits.maxItemsPerUpdate = UInt32(config.maxItemsPerUpdate)
+        reply.listen = listening.map(\.url)
+        reply.workers = UInt32(config.workers)
+        reply.authRequired = config.tokenFile != nil
+        reply.pid = UInt64(getpid())
+        return reply
+    }
+
+    func health() -> Recr1_V1_HealthReply {
+        let counts = stats.snapshot
+        var reply = Recr1_V1_HealthReply()
+        reply.status = lock.withLock { stopping } ? .stopping : .serving
+        let elapsed = ContinuousClock.now - startedAt
+        reply.uptimeSeconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
+        reply.policyVersion = lock.withLock { policyVersion }
+        reply.inFlight = UInt32(max(0, counts.inFlight))
+        reply.requestsServed = counts.served
+        reply.requestsFailed = counts.failed
+        return reply
+    }
+}

@@ -1,0 +1,126 @@
+import ArgumentParser
+import Foundation
+import Logging
+import RecR1Service
+
+struct Serve: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Serve the Policy service over nng until SIGTERM or SIGINT.",
+        discussion: """
+            Settings come from the defaults, then --config FILE (TOML, the same names as the flags with \
+            '_' for '-'), then the flags. With no --listen, recr1d listens on \
+            ipc://$XDG_RUNTIME_DIR/recr1d.sock (or ipc:///tmp/recr1d-<uid>/recr1d.sock), owner-only.
+            """
+    )
+
+    @Option(help: "A TOML file with the same settings as these flags.")
+    var config: String?
+
+    @Option(help: ArgumentHelp("An address to listen on, repeatable: ipc:///path or tcp://host:port "
+                               + "(tcp://:port binds to loopback).", valueName: "address"))
+    var listen: [String] = []
+
+    @Option(help: "Concurrent requests (nng contexts). Default 4.")
+    var workers: Int?
+
+    @Option(help: "Largest request accepted, in bytes. Default 16 MiB.")
+    var maxMessageBytes: Int?
+
+    @Option(help: "Most prompts in one Generate or Score request.")
+    var maxPromptsPerRequest: Int?
+
+    @Option(help: "Most samples per prompt in one Generate request.")
+    var maxSamplesPerPrompt: Int?
+
+    @Option(help: "Most new tokens per completion.")
+    var maxNewTokens: Int?
+
+    @Option(help: "Most tokens in a prompt plus its completion.")
+    var maxSequenceTokens: Int?
+
+    @Option(help: "Most GRPO samples, DPO pairs or SFT pairs in one Update.")
+    var maxItemsPerUpdate: Int?
+
+    @Option(help: "A file with the shared token every request must carry.")
+    var tokenFile: String?
+
+    @Option(help: "Where checkpoints, jobs and metrics go. Default $STATE_DIRECTORY or ~/.local/state/recr1d.")
+    var stateDir: String?
+
+    @Option(help: "trace, debug, info, notice, warning, error or critical. Default info.")
+    var logLevel: String?
+
+    @Option(help: "OpenBLAS threads; 0 = one per core.")
+    var blasThreads: Int?
+
+    @Option(help: .hidden)
+    var debugHandlerDelayMs: Int = 0
+
+    /// Defaults, then the file, then the flags.
+    func resolvedConfig() throws -> ServerConfig {
+        var resolved = ServerConfig()
+        if let config { try resolved.merge(file: config) }
+        if !listen.isEmpty { resolved.listen = listen }
+        if let workers { resolved.workers = try positive(workers, "--workers") }
+        if let maxMessageBytes { resolved.maxMessageBytes = try positive(maxMessageBytes, "--max-message-bytes") }
+        if let maxPromptsPerRequest { resolved.maxPromptsPerRequest = try positive(maxPromptsPerRequest, "--max-prompts-per-request") }
+        if let maxSamplesPerPrompt { resolved.maxSamplesPerPrompt = try positive(maxSamplesPerPrompt, "--max-samples-per-prompt") }
+        if let maxNewTokens { resolved.maxNewTokens = try positive(maxNewTokens, "--max-new-tokens") }
+        if let maxSequenceTokens { resolved.maxSequenceTokens = try positive(maxSequenceTokens, "--max-sequence-tokens") }
+        if let maxItemsPerUpdate { resolved.maxItemsPerUpdate = try positive(maxItemsPerUpdate, "--max-items-per-update") }
+        if let tokenFile { resolved.tokenFile = tokenFile }
+        if let stateDir { resolved.stateDir = stateDir }
+        if let logLevel { resolved.logLevel = try ServerConfig.parseLogLevel(logLevel) }
+        if let blasThreads {
+            guard blasThreads >= 0 else { throw ValidationError("--blas-threads must be 0 or more") }
+            resolved.blasThreads = blasThreads
+        }
+        return resolved
+    }
+
+    private func positive(_ value: Int, _ flag: String) throws -> Int {
+        guard value > 0 else { throw ValidationError("\(flag) must be positive, not \(value)") }
+        return value
+    }
+
+    func run() throws {
+        // Block the stop signals in every thread (threads inherit the mask); this thread takes them with sigwait.
+        var signals = sigset_t()
+        sigemptyset(&signals)
+        for signal in [SIGTERM, SIGINT, SIGHUP] { sigaddset(&signals, signal) }
+        pthread_sigmask(SIG_BLOCK, &signals, nil)
+
+        let config = try resolvedConfig()
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = config.logLevel
+            return handler
+        }
+        let logger = Logger(label: "recr1d")
+
+        let daemon = try Daemon(config: config, handlerDelayMs: debugHandlerDelayMs, logger: logger)
+        try daemon.start()
+        Systemd.notify("READY=1\nSTATUS=serving on \(daemon.addresses.map(\.url).joined(separator: " "))")
+
+        while true {
+            var received: Int32 = 0
+            sigwait(&signals, &received)
+            if received == SIGHUP {
+                logger.notice("SIGHUP: reloading the configuration is not supported yet; restart to apply changes")
+                continue
+            }
+            logger.notice("signal \(received): stopping; in-flight requests are answered first (again to force)")
+            break
+        }
+        Systemd.notify("STOPPING=1")
+        // A second stop signal during the drain exits at once.
+        let stopSignals = signals
+        Thread.detachNewThread {
+            var waitFor = stopSignals
+            var again: Int32 = 0
+            sigwait(&waitFor, &again)
+            if again != SIGHUP { _exit(1) }
+        }
+        daemon.stop()
+    }
+}
