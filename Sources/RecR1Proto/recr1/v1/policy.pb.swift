@@ -871,7 +871,7 @@ public nonisolated struct Recr1_V1_ScoreRequest: Sendable {
 
   public var items: [Recr1_V1_ScoreItem] = []
 
-  public var with: Recr1_V1_ScoreWith = .policy
+  public var scoreWith: Recr1_V1_ScoreWith = .policy
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -2499,7 +2499,7 @@ nonisolated extension Recr1_V1_ScoreItem: SwiftProtobuf.Message, SwiftProtobuf._
 
 nonisolated extension Recr1_V1_ScoreRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ScoreRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}items\0\u{1}with\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}items\0\u{3}score_with\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2508,7 +2508,7 @@ nonisolated extension Recr1_V1_ScoreRequest: SwiftProtobuf.Message, SwiftProtobu
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
       case 1: try { try decoder.decodeRepeatedMessageField(value: &self.items) }()
-      case 2: try { try decoder.decodeSingularEnumField(value: &self.with) }()
+      case 2: try { try decoder.decodeSingularEnumField(value: &self.scoreWith) }()
       default: break
       }
     }
@@ -2518,15 +2518,15 @@ nonisolated extension Recr1_V1_ScoreRequest: SwiftProtobuf.Message, SwiftProtobu
     if !self.items.isEmpty {
       try visitor.visitRepeatedMessageField(value: self.items, fieldNumber: 1)
     }
-    if self.with != .policy {
-      try visitor.visitSingularEnumField(value: self.with, fieldNumber: 2)
+    if self.scoreWith != .policy {
+      try visitor.visitSingularEnumField(value: self.scoreWith, fieldNumber: 2)
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Recr1_V1_ScoreRequest, rhs: Recr1_V1_ScoreRequest) -> Bool {
     if lhs.items != rhs.items {return false}
-    if lhs.with != rhs.with {return false}
+    if lhs.scoreWith != rhs.scoreWith {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -419,11 +419,12 @@ class ScoreReply(_message.Message):
     def __init__(self, results: _Optional[_Iterable[_Union[ScoreResult, _Mapping]]] = ..., policy_version: _Optional[int] = ...) -> None: ...
 
 class ScoreRequest(_message.Message):
-    __slots__ = ["items"]
+    __slots__ = ["items", "score_with"]
     ITEMS_FIELD_NUMBER: _ClassVar[int]
-    WITH_FIELD_NUMBER: _ClassVar[int]
+    SCORE_WITH_FIELD_NUMBER: _ClassVar[int]
     items: _containers.RepeatedCompositeFieldContainer[ScoreItem]
-    def __init__(self, items: _Optional[_Iterable[_Union[ScoreItem, _Mapping]]] = ..., **kwargs) -> None: ...
+    score_with: ScoreWith
+    def __init__(self, items: _Optional[_Iterable[_Union[ScoreItem, _Mapping]]] = ..., score_with: _Optional[_Union[ScoreWith, str]] = ...) -> None: ...
 
 class ScoreResult(_message.Message):
     __slots__ = ["completion_token_ids", "policy_logprobs", "reference_logprobs"]

@@ -3528,12 +3528,12 @@ static const ProtobufCFieldDescriptor recr1__v1__score_request__field_descriptor
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
   {
-    "with",
+    "score_with",
     2,
     PROTOBUF_C_LABEL_NONE,
     PROTOBUF_C_TYPE_ENUM,
     0,   /* quantifier_offset */
-    offsetof(Recr1__V1__ScoreRequest, with),
+    offsetof(Recr1__V1__ScoreRequest, score_with),
     &recr1__v1__score_with__descriptor,
     NULL,
     0,             /* flags */
@@ -3542,7 +3542,7 @@ static const ProtobufCFieldDescriptor recr1__v1__score_request__field_descriptor
 };
 static const unsigned recr1__v1__score_request__field_indices_by_name[] = {
   0,   /* field[0] = items */
-  1,   /* field[1] = with */
+  1,   /* field[1] = score_with */
 };
 static const ProtobufCIntRange recr1__v1__score_request__number_ranges[1 + 1] =
 {

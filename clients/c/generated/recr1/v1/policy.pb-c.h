@@ -529,7 +529,7 @@ struct  Recr1__V1__ScoreRequest
   ProtobufCMessage base;
   size_t n_items;
   Recr1__V1__ScoreItem **items;
-  Recr1__V1__ScoreWith with;
+  Recr1__V1__ScoreWith score_with;
 };
 #define RECR1__V1__SCORE_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&recr1__v1__score_request__descriptor) \

@@ -1,0 +1,5 @@
+import sys
+
+from recr1.cli import main
+
+sys.exit(main())
