@@ -13,7 +13,8 @@ public final class Daemon {
     private let logger: Logger
 
     /// Checks the configuration and loads what serving needs; listens only in `start`.
-    public init(config: ServerConfig, handlerDelayMs: Int = 0, logger: Logger = Logger(label: "recr1d")) throws {
+    public init(config: ServerConfig, handlerDelayMs: Int = 0, stats: RequestStats = RequestStats(),
+                logger: Logger = Logger(label: "recr1d")) throws {
         self.config = config
         self.logger = logger
         addresses = try config.listenAddresses()
@@ -26,7 +27,6 @@ public final class Daemon {
         }
         logger.info("OpenBLAS core \(BLAS.core), \(BLAS.threads) threads; CPU: \(CPUFeatures.current)")
 
-        let stats = RequestStats()
         service = PolicyService(config: config, listening: addresses, stats: stats)
         dispatcher = Dispatcher(table: service.methodTable(), options: options, stats: stats)
         server = NNGServer()

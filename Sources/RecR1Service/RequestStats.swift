@@ -4,6 +4,8 @@ import Foundation
 public final class RequestStats {
     public struct Snapshot {
         public var inFlight = 0
+        /// The most requests ever in flight at once.
+        public var peakInFlight = 0
         public var served: UInt64 = 0
         public var failed: UInt64 = 0
     }
@@ -15,7 +17,12 @@ public final class RequestStats {
 
     public var snapshot: Snapshot { lock.withLock { counts } }
 
-    func begin() { lock.withLock { counts.inFlight += 1 } }
+    func begin() {
+        lock.withLock {
+            counts.inFlight += 1
+            counts.peakInFlight = max(counts.peakInFlight, counts.inFlight)
+        }
+    }
 
     func end(ok: Bool) {
         lock.withLock {

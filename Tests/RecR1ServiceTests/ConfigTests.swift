@@ -1,0 +1,84 @@
+import Foundation
+import Logging
+import XCTest
+
+@testable import RecR1Service
+
+final class ConfigTests: XCTestCase {
+    private func write(_ text: String) throws -> String {
+        let path = NSTemporaryDirectory() + "recr1-config-\(UUID().uuidString).toml"
+        try text.write(toFile: path, atomically: true, encoding: .utf8)
+        addTeardownBlock { try? FileManager.default.removeItem(atPath: path) }
+        return path
+    }
+
+    func testTCPWithoutHostBindsToLoopback() throws {
+        XCTAssertEqual(try ListenAddress(parsing: "tcp://:5555").url, "tcp://127.0.0.1:5555")
+        XCTAssertEqual(try ListenAddress(parsing: "tcp://*:5555").url, "tcp://127.0.0.1:5555")
+        XCTAssertEqual(try ListenAddress(parsing: "tcp://0.0.0.0:80").url, "tcp://0.0.0.0:80")
+        XCTAssertEqual(try ListenAddress(parsing: "tcp://[::1]:9000").url, "tcp://[::1]:9000")
+        XCTAssertEqual(try ListenAddress(parsing: "ipc:///run/x.sock").kind, .ipc(path: "/run/x.sock"))
+    }
+
+    func testBadAddressesAreRefusedByName() {
+        for bad in ["tcp://host", "tcp://:0", "tcp://:70000", "ipc://relative.sock", "udp://:1", "tls+tcp://:5"] {
+            XCTAssertThrowsError(try ListenAddress(parsing: bad), bad) { error in
+                XCTAssertEqual((error as? ConfigError)?.key, "listen")
+            }
+        }
+    }
+
+    func testDefaultIPCPath() {
+        XCTAssertEqual(ListenAddress.defaultIPCPath(environment: ["XDG_RUNTIME_DIR": "/run/user/7"]),
+                       "/run/user/7/recr1d.sock")
+        XCTAssertEqual(ListenAddress.defaultIPCPath(environment: [:]), "/tmp/recr1d-\(getuid())/recr1d.sock")
+    }
+
+    func testFileSettingsApply() throws {
+        let path = try write("""
+            listen = ["tcp://:7000", "ipc:///tmp/a.sock"]
+            workers = 9
+            max_message_bytes = 65536
+            max_new_tokens = 100
+            log_level = "debug"
+            state_dir = "/var/lib/recr1d"
+            """)
+        var config = ServerConfig()
+        try config.merge(file: path)
+        XCTAssertEqual(config.workers, 9)
+        XCTAssertEqual(config.maxMessageBytes, 65536)
+        XCTAssertEqual(config.maxNewTokens, 100)
+        XCTAssertEqual(config.logLevel, .debug)
+        XCTAssertEqual(config.stateDir, "/var/lib/recr1d")
+        XCTAssertEqual(try config.listenAddresses().map(\.url), ["tcp://127.0.0.1:7000", "ipc:///tmp/a.sock"])
+        XCTAssertEqual(config.maxSamplesPerPrompt, ServerConfig().maxSamplesPerPrompt, "unset keys keep defaults")
+    }
+
+    func testFileErrorsNameTheKey() throws {
+        let cases: [(String, String)] = [
+            ("worker = 3", "worker"),                 // misspelt
+            ("workers = \"four\"", "workers"),        // wrong type
+            ("workers = 0", "workers"),               // out of range
+            ("log_level = \"loud\"", "log_level"),
+            ("listen = [1, 2]", "listen"),
+        ]
+        for (text, key) in cases {
+            var config = ServerConfig()
+            XCTAssertThrowsError(try config.merge(file: try write(text)), text) { error in
+                XCTAssertEqual((error as? ConfigError)?.key, key, "\(error)")
+            }
+        }
+        var config = ServerConfig()
+        XCTAssertThrowsError(try config.merge(file: try write("workers = [")))  // not TOML
+        XCTAssertThrowsError(try config.merge(file: "/nonexistent/recr1d.toml"))
+    }
+
+    func testTokenFile() throws {
+        var config = ServerConfig()
+        XCTAssertNil(try config.authToken())
+        config.tokenFile = try write("  tok-123\n")
+        XCTAssertEqual(try config.authToken(), "tok-123")
+        config.tokenFile = try write("\n")
+        XCTAssertThrowsError(try config.authToken())
+    }
+}
