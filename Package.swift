@@ -53,7 +53,10 @@ let package = Package(
         ),
         .testTarget(
             name: "RecR1ServiceTests",
-            dependencies: ["RecR1Service", "CNNG", "RecR1Proto", "RecR1Kernels"]
+            dependencies: [
+                "RecR1Service", "CNNG", "CRecR1Support", "RecR1Proto", "RecR1Kernels",
+                .product(name: "Logging", package: "swift-log"),
+            ]
         ),
     ]
 )

@@ -5,6 +5,8 @@ import XCTest
 @testable import RecR1Service
 
 final class ConfigTests: XCTestCase {
+    override class func setUp() { TestLogging.quiet }
+
     private func write(_ text: String) throws -> String {
         let path = NSTemporaryDirectory() + "recr1-config-\(UUID().uuidString).toml"
         try text.write(toFile: path, atomically: true, encoding: .utf8)

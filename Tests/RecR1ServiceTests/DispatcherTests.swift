@@ -7,6 +7,8 @@ import XCTest
 
 /// The envelope layer on its own: frames in, status replies out.
 final class DispatcherTests: XCTestCase {
+    override class func setUp() { TestLogging.quiet }
+
     private func makeTable() -> MethodTable {
         var table = MethodTable()
         table.register("test.Echo/Tokenize") { (request: Recr1_V1_TokenizeRequest, _) -> Recr1_V1_TokenizeReply in

@@ -53,6 +53,8 @@ final class Locked<Value> {
 
 /// recr1d in-process over real nng sockets.
 final class TransportTests: XCTestCase {
+    override class func setUp() { TestLogging.quiet }
+
     private func temporarySocketPath() -> String {
         let directory = NSTemporaryDirectory() + "recr1-test-\(UUID().uuidString.prefix(8))"
         addTeardownBlock { try? FileManager.default.removeItem(atPath: directory) }
@@ -206,6 +208,8 @@ final class TransportTests: XCTestCase {
 }
 
 final class SystemTests: XCTestCase {
+    override class func setUp() { TestLogging.quiet }
+
     func testBLASLoadsWithThePreferredCoreAndMultiplies() throws {
         try BLAS.load()
         if let preferred = BLAS.preferredCore, ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"] == preferred {

@@ -1,0 +1,230 @@
+"""recr1d as a process, driven by the Python client over real nng sockets."""
+
+import os
+import socket
+import stat
+import subprocess
+import threading
+import time
+
+import pytest
+
+import recr1
+from recr1.errors import Code
+from recr1.transport import Channel
+from recr1.v1 import envelope_pb2, policy_pb2
+
+from conftest import free_port, recr1d_binary
+
+
+def cpu_has_avx512():
+    with open("/proc/cpuinfo") as f:
+        flags = f.read()
+    return all(f" {name}" in flags for name in ("avx512f", "avx512bw", "avx512dq", "avx512vl"))
+
+
+def raw_reply(address, frame, timeout=10):
+    channel = Channel(address)
+    try:
+        return envelope_pb2.Reply.FromString(channel.roundtrip(frame, timeout))
+    finally:
+        channel.close()
+
+
+def test_info_and_health_over_ipc_and_tcp(start_daemon, ipc_address):
+    port = free_port()
+    tcp = f"tcp://127.0.0.1:{port}"
+    start_daemon("--listen", ipc_address, "--listen", tcp, ready_address=ipc_address)
+    for address in (ipc_address, tcp):
+        with recr1.PolicyClient(address) as client:
+            info = client.info()
+            assert info.server_version == recr1.__version__
+            assert list(info.listen) == [ipc_address, tcp]
+            assert info.blas_threads >= 1
+            assert info.matmul_backend == "openblas"
+            assert not info.model.loaded
+            if cpu_has_avx512():
+                # recr1d chose the AVX-512 kernels itself: nothing was set in its environment.
+                assert info.blas_core == "SkylakeX"
+            health = client.health()
+            assert health.status == policy_pb2.HealthReply.SERVING
+            assert health.uptime_seconds > 0
+
+
+def test_tcp_without_host_listens_on_loopback_only(start_daemon):
+    port = free_port()
+    start_daemon("--listen", f"tcp://:{port}", ready_address=f"tcp://127.0.0.1:{port}")
+    with recr1.PolicyClient(f"tcp://127.0.0.1:{port}") as client:
+        assert list(client.info().listen) == [f"tcp://127.0.0.1:{port}"]
+    # Nothing listens on the machine's other addresses.
+    others = {a[4][0] for a in socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET)} - {"127.0.0.1"}
+    for host in others:
+        with socket.socket() as s:
+            s.settimeout(1)
+            assert s.connect_ex((host, port)) != 0, f"port {port} is open on {host}"
+
+
+def test_ipc_socket_is_owner_only(start_daemon, ipc_address):
+    start_daemon("--listen", ipc_address, ready_address=ipc_address)
+    path = ipc_address[len("ipc://"):]
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(os.path.dirname(path)).st_mode) == 0o700
+
+
+def test_every_policy_method_is_known(start_daemon, ipc_address):
+    """Every rpc of `service Policy` reaches a handler: OK, or UNIMPLEMENTED naming the method."""
+    start_daemon("--listen", ipc_address, ready_address=ipc_address)
+    service = policy_pb2.DESCRIPTOR.services_by_name["Policy"]
+    assert len(service.methods) == 14
+    for method in service.methods:
+        request = envelope_pb2.Request(method=f"recr1.v1.Policy/{method.name}", request_id=5)
+        reply = raw_reply(ipc_address, request.SerializeToString())
+        assert reply.request_id == 5
+        if method.name in ("Info", "Health"):
+            assert reply.status.code == Code.OK
+        else:
+            assert reply.status.code == Code.UNIMPLEMENTED, method.name
+            assert method.name in reply.status.message
+            assert "unknown method" not in reply.status.message
+
+
+def test_bad_frames_get_status_replies_and_the_daemon_keeps_serving(start_daemon, ipc_address):
+    daemon = start_daemon("--listen", ipc_address, "--max-message-bytes", "65536", ready_address=ipc_address)
+
+    garbage = raw_reply(ipc_address, b"\xff\xfe\x00garbage\x13\x37" * 10)
+    assert garbage.status.code == Code.INVALID_ARGUMENT
+    assert garbage.status.field == "envelope"
+
+    whole = envelope_pb2.Request(method="recr1.v1.Policy/Info", request_id=9, payload=b"\x01" * 500).SerializeToString()
+    truncated = raw_reply(ipc_address, whole[: len(whole) // 2])
+    assert truncated.status.code == Code.INVALID_ARGUMENT
+
+    oversized = raw_reply(ipc_address, envelope_pb2.Request(
+        method="recr1.v1.Policy/Info", payload=b"x" * 100_000).SerializeToString())
+    assert oversized.status.code == Code.INVALID_ARGUMENT
+    assert oversized.status.field == "max_message_bytes"
+    assert "65536" in oversized.status.message
+
+    unknown = raw_reply(ipc_address, envelope_pb2.Request(method="recr1.v1.Policy/Nope", request_id=4).SerializeToString())
+    assert unknown.status.code == Code.UNIMPLEMENTED
+    assert unknown.request_id == 4
+
+    bad_payload = raw_reply(ipc_address, envelope_pb2.Request(
+        method="recr1.v1.Policy/Info", payload=b"\x0a\x09abc").SerializeToString())
+    assert bad_payload.status.code == Code.INVALID_ARGUMENT
+    assert bad_payload.status.field == "payload"
+
+    with recr1.PolicyClient(ipc_address) as client:
+        assert client.info().server_version
+        health = client.health()
+        assert health.requests_failed == 5
+    assert daemon.proc.poll() is None
+
+
+def test_typed_errors_carry_code_message_and_field(start_daemon, ipc_address):
+    start_daemon("--listen", ipc_address, ready_address=ipc_address)
+    with recr1.PolicyClient(ipc_address) as client:
+        with pytest.raises(recr1.Unimplemented) as caught:
+            client.generate(["hello"], n=2)
+        assert caught.value.code == Code.UNIMPLEMENTED
+        assert "Generate" in caught.value.message
+        with pytest.raises(recr1.RecR1Error):
+            client.update(sft=policy_pb2.SftBatch(pairs=[policy_pb2.SftPair()]))
+    with pytest.raises(recr1.Unavailable):
+        recr1.PolicyClient(f"ipc://{ipc_address[6:]}.missing")
+
+
+def test_sigterm_during_a_request_still_answers_it(start_daemon, ipc_address):
+    daemon = start_daemon("--listen", ipc_address, "--debug-handler-delay-ms", "1500", ready_address=ipc_address)
+    result = {}
+
+    def call():
+        with recr1.PolicyClient(ipc_address, timeout=30) as client:
+            result["info"] = client.info()
+
+    caller = threading.Thread(target=call)
+    caller.start()
+    time.sleep(0.6)  # the request is inside the handler now (it takes 1.5 s)
+    daemon.proc.send_signal(15)
+    caller.join(30)
+    assert "info" in result, daemon.output()
+    assert result["info"].server_version == recr1.__version__
+    assert daemon.proc.wait(15) == 0
+    assert "stopping" in daemon.output()
+    assert not os.path.exists(ipc_address[len("ipc://"):])
+
+
+def test_sigint_stops_cleanly(start_daemon, ipc_address):
+    daemon = start_daemon("--listen", ipc_address, ready_address=ipc_address)
+    daemon.proc.send_signal(2)
+    assert daemon.proc.wait(15) == 0
+
+
+def test_token_file(start_daemon, ipc_address, tmp_path):
+    token_file = tmp_path / "token"
+    token_file.write_text("correct-horse\n")
+    start_daemon("--listen", ipc_address, "--token-file", str(token_file), ready_address=ipc_address,
+                 token="correct-horse")
+    with recr1.PolicyClient(ipc_address) as client:
+        with pytest.raises(recr1.Unauthenticated) as caught:
+            client.info()
+        assert caught.value.field == "auth_token"
+    with recr1.PolicyClient(ipc_address, token="correct-horsf") as client:
+        with pytest.raises(recr1.Unauthenticated):
+            client.info()
+    with recr1.PolicyClient(ipc_address, token_file=str(token_file)) as client:
+        assert client.info().auth_required
+
+
+def test_config_file_with_flags_winning(start_daemon, ipc_address, tmp_path):
+    config = tmp_path / "recr1d.toml"
+    config.write_text(f'listen = ["{ipc_address}"]\nworkers = 2\nmax_message_bytes = 123456\nmax_new_tokens = 77\n')
+    start_daemon("--config", str(config), "--workers", "5", ready_address=ipc_address)
+    with recr1.PolicyClient(ipc_address) as client:
+        info = client.info()
+    assert info.workers == 5                              # the flag wins
+    assert info.limits.max_message_bytes == 123456        # the file applies
+    assert info.limits.max_new_tokens == 77
+    assert list(info.listen) == [ipc_address]
+
+
+@pytest.mark.parametrize("text,key", [("workerz = 2\n", "workerz"), ("workers = 'many'\n", "workers"),
+                                      ("listen = ['udp://:1']\n", "listen")])
+def test_bad_config_fails_with_the_key_named(tmp_path, text, key):
+    config = tmp_path / "bad.toml"
+    config.write_text(text)
+    run = subprocess.run([recr1d_binary(), "serve", "--config", str(config)], capture_output=True, text=True,
+                         timeout=30)
+    assert run.returncode != 0
+    assert key in run.stderr
+
+
+def test_sd_notify_ready_and_stopping(start_daemon, ipc_address, tmp_path):
+    notify_path = str(tmp_path / "notify.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(notify_path)
+    listener.settimeout(20)
+    try:
+        daemon = start_daemon("--listen", ipc_address, env={**os.environ, "NOTIFY_SOCKET": notify_path})
+        ready = listener.recv(4096).decode()
+        assert ready.startswith("READY=1")
+        assert ipc_address in ready  # STATUS= names the address
+        with recr1.PolicyClient(ipc_address) as client:  # READY came after the socket was listening
+            client.health()
+        daemon.proc.send_signal(15)
+        assert listener.recv(4096).decode() == "STOPPING=1"
+        assert daemon.proc.wait(15) == 0
+    finally:
+        listener.close()
+
+
+def test_cli_prints_info_as_json(start_daemon, ipc_address):
+    import json
+    import sys
+    start_daemon("--listen", ipc_address, ready_address=ipc_address)
+    run = subprocess.run([sys.executable, "-m", "recr1", "--address", ipc_address, "info"], capture_output=True,
+                         text=True, timeout=30)
+    assert run.returncode == 0, run.stderr
+    info = json.loads(run.stdout)
+    assert info["server_version"] == recr1.__version__
+    assert info["listen"] == [ipc_address]

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs what recr1 needs on Debian 12 with the Swift toolchain: the C libraries (apt) and the Python
+# package with its test tools (pip). Safe to run again: it installs only what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(libnng-dev libopenblas-dev libprotobuf-c-dev protobuf-compiler protobuf-c-compiler)
+PYTHON=${PYTHON:-python3}
+
+missing=()
+for package in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+done
+if ((${#missing[@]})); then
+    echo "setup: apt-get install ${missing[*]}"
+    sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+pip_flags=(--quiet --disable-pip-version-check)
+# Debian's own python refuses pip installs outside a virtualenv unless told (PEP 668).
+if "$PYTHON" -c 'import sys, sysconfig, os; sys.exit(0 if os.path.exists(os.path.join(sysconfig.get_paths()["stdlib"], "EXTERNALLY-MANAGED")) and sys.prefix == sys.base_prefix else 1)'; then
+    pip_flags+=(--break-system-packages)
+fi
+echo "setup: pip install clients/python (pynng, protobuf) and pytest"
+"$PYTHON" -m pip install "${pip_flags[@]}" -e clients/python pytest 2>&1 | grep -v "Running pip as the 'root' user" || true
+"$PYTHON" -c "import recr1, pynng, google.protobuf, pytest" || { echo "setup: the Python packages did not install" >&2; exit 1; }

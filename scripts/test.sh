@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Every test of recr1, from a fresh Debian 12 machine with the Swift toolchain: set-up, build, the Swift
+# tests, then the Python tests that drive the real recr1d binary over nng.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+
+bash scripts/setup.sh
+echo "== build"
+bash scripts/build.sh --build-tests
+echo "== Swift tests"
+swift test -c release -Xswiftc -enable-testing --skip-build --disable-swift-testing
+echo "== Python tests"
+RECR1D="$(swift build -c release -Xswiftc -enable-testing --show-bin-path)/recr1d" \
+    "$PYTHON" -m pytest -q clients/python/tests
