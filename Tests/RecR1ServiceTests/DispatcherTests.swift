@@ -157,7 +157,7 @@ final class DispatcherTests: XCTestCase {
     }
 
     func testEveryPolicyMethodIsRegistered() {
-        let service = PolicyService(config: ServerConfig(), listening: [], stats: RequestStats())
+        let service = PolicyService(config: ServerConfig(), policy: nil, listening: [], stats: RequestStats())
         XCTAssertEqual(Set(service.methodTable().methods), Set(PolicyMethod.allCases.map(\.fullName)))
         XCTAssertEqual(PolicyMethod.allCases.count, 14)
     }

@@ -66,6 +66,7 @@ final class TransportTests: XCTestCase {
         var config = ServerConfig()
         config.listen = ["ipc://\(path)"]
         config.workers = 3
+        config.model = "none"  // these tests are about the transport
         configure(&config)
         let daemon = try Daemon(config: config, handlerDelayMs: delayMs)
         try daemon.start()
@@ -127,9 +128,12 @@ final class TransportTests: XCTestCase {
         let unknown = try client.call("recr1.v1.Policy/Frobnicate", Recr1_V1_InfoRequest())
         XCTAssertEqual(unknown.status.code, .unimplemented)
 
-        let notYet = try client.call(PolicyMethod.generate.fullName, Recr1_V1_GenerateRequest())
+        let noModel = try client.call(PolicyMethod.generate.fullName, Recr1_V1_GenerateRequest())
+        XCTAssertEqual(noModel.status.code, .failedPrecondition)
+        XCTAssertTrue(noModel.status.message.contains("Generate"))
+        let notYet = try client.call(PolicyMethod.update.fullName, Recr1_V1_UpdateRequest())
         XCTAssertEqual(notYet.status.code, .unimplemented)
-        XCTAssertTrue(notYet.status.message.contains("Generate"))
+        XCTAssertTrue(notYet.status.message.contains("Update"))
 
         let ok = try client.call(PolicyMethod.info.fullName, Recr1_V1_InfoRequest(), id: 3)
         XCTAssertEqual(ok.status.code, .ok)
@@ -143,6 +147,7 @@ final class TransportTests: XCTestCase {
         var config = ServerConfig()
         config.listen = ["ipc://\(path)"]
         config.workers = 3
+        config.model = "none"
         let daemon = try Daemon(config: config, handlerDelayMs: 1000, stats: stats)
         try daemon.start()
         defer { daemon.stop() }
@@ -200,6 +205,7 @@ final class TransportTests: XCTestCase {
     func testListenFailureIsAClearError() throws {
         var config = ServerConfig()
         config.listen = ["ipc:///proc/no-such-dir/x.sock"]
+        config.model = "none"
         let daemon = try Daemon(config: config)
         XCTAssertThrowsError(try daemon.start()) { error in
             XCTAssertTrue("\(error)".contains("/proc/no-such-dir"), "\(error)")

@@ -70,11 +70,15 @@ class Daemon:
 
 @pytest.fixture
 def start_daemon(tmp_path):
-    """start_daemon(*args, address=...) -> Daemon, ready; every daemon is stopped after the test."""
+    """start_daemon(*args, ready_address=...) -> Daemon, ready; every daemon is stopped after the test.
+    Daemons run without a model (--model none) unless the arguments name one."""
     started = []
 
     def start(*args, ready_address=None, token=None, env=None):
-        daemon = Daemon(list(args), env=env, cwd=tmp_path)
+        args = list(args)
+        if "--model" not in args:
+            args += ["--model", "none"]
+        daemon = Daemon(args, env=env, cwd=tmp_path)
         started.append(daemon)
         if ready_address:
             daemon.wait_ready(ready_address, token=token)

@@ -72,8 +72,10 @@ def test_ipc_socket_is_owner_only(start_daemon, ipc_address):
 
 
 def test_every_policy_method_is_known(start_daemon, ipc_address):
-    """Every rpc of `service Policy` reaches a handler: OK, or UNIMPLEMENTED naming the method."""
+    """Every rpc of `service Policy` reaches a handler: OK, FAILED_PRECONDITION (needs the model, and this
+    daemon runs without one) or UNIMPLEMENTED (training, later), naming the method."""
     start_daemon("--listen", ipc_address, ready_address=ipc_address)
+    needs_model = {"Tokenize", "Detokenize", "ApplyChatTemplate", "Generate", "Score"}
     service = policy_pb2.DESCRIPTOR.services_by_name["Policy"]
     assert len(service.methods) == 14
     for method in service.methods:
@@ -82,6 +84,8 @@ def test_every_policy_method_is_known(start_daemon, ipc_address):
         assert reply.request_id == 5
         if method.name in ("Info", "Health"):
             assert reply.status.code == Code.OK
+        elif method.name in needs_model:
+            assert reply.status.code == Code.FAILED_PRECONDITION, method.name
         else:
             assert reply.status.code == Code.UNIMPLEMENTED, method.name
             assert method.name in reply.status.message
@@ -124,9 +128,9 @@ def test_bad_frames_get_status_replies_and_the_daemon_keeps_serving(start_daemon
 def test_typed_errors_carry_code_message_and_field(start_daemon, ipc_address):
     start_daemon("--listen", ipc_address, ready_address=ipc_address)
     with recr1.PolicyClient(ipc_address) as client:
-        with pytest.raises(recr1.Unimplemented) as caught:
+        with pytest.raises(recr1.FailedPrecondition) as caught:
             client.generate(["hello"], n=2)
-        assert caught.value.code == Code.UNIMPLEMENTED
+        assert caught.value.code == Code.FAILED_PRECONDITION
         assert "Generate" in caught.value.message
         with pytest.raises(recr1.RecR1Error):
             client.update(sft=policy_pb2.SftBatch(pairs=[policy_pb2.SftPair()]))
@@ -193,7 +197,7 @@ def test_config_file_with_flags_winning(start_daemon, ipc_address, tmp_path):
 def test_bad_config_fails_with_the_key_named(tmp_path, text, key):
     config = tmp_path / "bad.toml"
     config.write_text(text)
-    run = subprocess.run([recr1d_binary(), "serve", "--config", str(config)], capture_output=True, text=True,
+    run = subprocess.run([recr1d_binary(), "serve", "--model", "none", "--config", str(config)], capture_output=True, text=True,
                          timeout=30)
     assert run.returncode != 0
     assert key in run.stderr
@@ -228,3 +232,14 @@ def test_cli_prints_info_as_json(start_daemon, ipc_address):
     info = json.loads(run.stdout)
     assert info["server_version"] == recr1.__version__
     assert info["listen"] == [ipc_address]
+
+
+@pytest.mark.parametrize("content,words", [(b"GGUF\x03\x00\x00\x00" + b"\x00" * 10, "truncated"),
+                                           (b"not a model at all", "not a GGUF file")])
+def test_unloadable_model_is_a_clear_error(tmp_path, content, words):
+    bad = tmp_path / "broken.gguf"
+    bad.write_bytes(content)
+    run = subprocess.run([recr1d_binary(), "serve", "--model", str(bad), "--listen", f"ipc://{tmp_path}/x.sock"],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode != 0
+    assert "broken.gguf" in run.stderr and words in run.stderr, run.stderr

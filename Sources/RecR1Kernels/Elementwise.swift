@@ -1,0 +1,112 @@
+/// Element-wise kernels on contiguous fp32 rows. Written with explicit SIMD so that they vectorise
+/// without fast-math; a C kernel with run-time ISA dispatch can replace the hottest ones later.
+public enum Kernels {
+    public typealias V = SIMD16<Float>
+
+    @inline(__always)
+    static func load(_ p: UnsafePointer<Float>) -> V { UnsafeRawPointer(p).loadUnaligned(as: V.self) }
+    @inline(__always)
+    static func store(_ v: V, _ p: UnsafeMutablePointer<Float>) { UnsafeMutableRawPointer(p).storeBytes(of: v, as: V.self) }
+
+    /// Σ a[i]·b[i]
+    @inline(__always)
+    public static func dot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) -> Float {
+        var acc = V(repeating: 0)
+        var i = 0
+        while i + 16 <= n {
+            acc += load(a + i) * load(b + i)
+            i += 16
+        }
+        var sum = acc.sum()
+        while i < n {
+            sum += a[i] * b[i]
+            i += 1
+        }
+        return sum
+    }
+
+    /// y[i] += alpha · x[i]
+    @inline(__always)
+    public static func axpy(_ alpha: Float, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int) {
+        let a = V(repeating: alpha)
+        var i = 0
+        while i + 16 <= n {
+            store(load(y + i) + a * load(x + i), y + i)
+            i += 16
+        }
+        while i < n {
+            y[i] += alpha * x[i]
+            i += 1
+        }
+    }
+
+    /// out = x / sqrt(mean(x²) + eps) · weight, for one row of n. Returns 1 / rms (kept for the backward pass).
+    @discardableResult
+    public static func rmsNorm(_ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ weight: UnsafePointer<Float>,
+                               _ n: Int, eps: Float) -> Float {
+        let inverseRMS = 1 / (dot(x, x, n) / Float(n) + eps).squareRoot()
+        let scale = V(repeating: inverseRMS)
+        var i = 0
+        while i + 16 <= n {
+            store(load(x + i) * scale * load(weight + i), out + i)
+            i += 16
+        }
+        while i < n {
+            out[i] = x[i] * inverseRMS * weight[i]
+            i += 1
+        }
+        return inverseRMS
+    }
+
+    /// In-place softmax of n values.
+    public static func softmax(_ x: UnsafeMutablePointer<Float>, _ n: Int) {
+        var maximum = -Float.infinity
+        for i in 0..<n { maximum = max(maximum, x[i]) }
+        var sum: Float = 0
+        for i in 0..<n {
+            let e = expf(x[i] - maximum)
+            x[i] = e
+            sum += e
+        }
+        let inverse = 1 / sum
+        for i in 0..<n { x[i] *= inverse }
+    }
+
+    /// log Σ exp(x[i]), stably.
+    public static func logSumExp(_ x: UnsafePointer<Float>, _ n: Int) -> Float {
+        var maximum = -Float.infinity
+        for i in 0..<n { maximum = max(maximum, x[i]) }
+        var sum: Float = 0
+        for i in 0..<n { sum += expf(x[i] - maximum) }
+        return maximum + logf(sum)
+    }
+
+    /// gate[i] = silu(gate[i]) · up[i], where silu(g) = g / (1 + e^-g).
+    public static func swiGLU(_ gate: UnsafeMutablePointer<Float>, _ up: UnsafePointer<Float>, _ n: Int) {
+        for i in 0..<n {
+            let g = gate[i]
+            gate[i] = g / (1 + expf(-g)) * up[i]
+        }
+    }
+
+    /// Rotate-half RoPE on `heads` heads of `headDim` in place: for i < headDim/2, the pair
+    /// (x[i], x[i + headDim/2]) turns by the angle whose cosine and sine are cos[i], sin[i].
+    public static func rope(_ x: UnsafeMutablePointer<Float>, heads: Int, headDim: Int,
+                            cos: UnsafePointer<Float>, sin: UnsafePointer<Float>) {
+        let half = headDim / 2
+        for h in 0..<heads {
+            let head = x + h * headDim
+            for i in 0..<half {
+                let x1 = head[i], x2 = head[i + half]
+                head[i] = x1 * cos[i] - x2 * sin[i]
+                head[i + half] = x2 * cos[i] + x1 * sin[i]
+            }
+        }
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif

@@ -1,0 +1,167 @@
+import Foundation
+import RecR1Formats
+import RecR1Kernels
+
+/// A Llama / Qwen2 decoder: the forward pass over a batch of rows, each row one token of one sequence.
+///
+/// Per layer:  h = x + Wo · Attention(RoPE(Wq · norm(x)), RoPE(Wk · norm(x)), Wv · norm(x))
+///             x = h + Wdown · (silu(Wgate · norm(h)) ⊙ Wup · norm(h))
+/// then logits = Whead · norm(x). Keys and values go to the KV cache before attention, so a row at
+/// position p of slot s attends to positions 0...p of that slot: the causal mask comes from the cache.
+public final class Decoder {
+    public let config: ModelConfig
+    public var weights: ModelWeights
+    private let work = Workspace()
+
+    public init(config: ModelConfig, weights: ModelWeights) {
+        self.config = config
+        self.weights = weights
+    }
+
+    /// Loads a GGUF file or a Hugging Face directory (config.json + safetensors).
+    public static func load(path: String) throws -> Decoder {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+            throw FormatError((path as NSString).lastPathComponent, "no such file or directory")
+        }
+        if isDirectory.boolValue {
+            let config = try ModelConfig(configJSON: path + "/config.json")
+            return Decoder(config: config, weights: try ModelWeights(safetensors: SafetensorsSet(directory: path), config: config))
+        }
+        let gguf = try GGUFFile(path: path)
+        let config = try ModelConfig(gguf: gguf)
+        return Decoder(config: config, weights: try ModelWeights(gguf: gguf, config: config))
+    }
+
+    /// One row of a forward batch: a token at a position of a KV-cache slot.
+    public struct Row {
+        public var token: Int32
+        public var slot: Int
+        public var position: Int
+        public init(token: Int32, slot: Int, position: Int) {
+            self.token = token
+            self.slot = slot
+            self.position = position
+        }
+    }
+
+    /// Activations for up to `rows` rows: one allocation per buffer, grown on demand, reused across calls.
+    final class Workspace {
+        private(set) var rows = 0
+        private(set) var context = 0
+        var x = Buffer(), xNorm = Buffer()       // [rows × dim] the residual stream, and its normalised copy
+        var q = Buffer(), attention = Buffer()   // [rows × qDim]
+        var k = Buffer(), v = Buffer()           // [rows × kvDim]
+        var gate = Buffer(), up = Buffer()       // [rows × ffnDim]
+        var cos = Buffer(), sin = Buffer()       // [rows × headDim/2] RoPE of each row's position
+        var scores = Buffer()                    // [context] one head's attention weights
+
+        func ensure(rows: Int, config c: ModelConfig, context: Int) {
+            if rows > self.rows {
+                self.rows = rows
+                x.resize(rows * c.dim); xNorm.resize(rows * c.dim)
+                q.resize(rows * c.qDim); attention.resize(rows * c.qDim)
+                k.resize(rows * c.kvDim); v.resize(rows * c.kvDim)
+                gate.resize(rows * c.ffnDim); up.resize(rows * c.ffnDim)
+                cos.resize(rows * c.headDim / 2); sin.resize(rows * c.headDim / 2)
+            }
+            if context > self.context {
+                self.context = context
+                scores.resize(context)
+            }
+        }
+    }
+
+    /// Runs the rows through the model, writing their keys and values into `cache`, and returns the logits
+    /// of the rows listed in `logitRows` ([logitRows.count × vocab], in that order).
+    public func forward(_ rows: [Row], cache: KVCache, logitRows: [Int]) -> [Float] {
+        let c = config
+        precondition(rows.allSatisfy { $0.position < cache.capacity && $0.slot < cache.slots })
+        work.ensure(rows: rows.count, config: c, context: cache.capacity)
+
+        // Embedding lookup, and the RoPE angles of each row's position.
+        let half = c.headDim / 2
+        for (r, row) in rows.enumerated() {
+            (work.x.p + r * c.dim).update(from: weights.tokenEmbedding, offset: Int(row.token) * c.dim, count: c.dim)
+            for i in 0..<half {
+                let angle = Float(row.position) * powf(c.ropeTheta, -Float(2 * i) / Float(c.headDim))
+                work.cos.p[r * half + i] = cosf(angle)
+                work.sin.p[r * half + i] = sinf(angle)
+            }
+        }
+        for layer in 0..<c.layers {
+            attentionBlock(layer: layer, rows: rows, cache: cache)
+            mlpBlock(layer: layer, rows: rows.count)
+        }
+        return logits(rows: logitRows)
+    }
+
+    private func attentionBlock(layer: Int, rows: [Row], cache: KVCache) {
+        let c = config, w = weights.layers[layer], n = rows.count
+        let x = work.x.p, xn = work.xNorm.p, q = work.q.p, k = work.k.p, v = work.v.p
+        let att = work.attention.p, scores = work.scores.p
+        for r in 0..<n { Kernels.rmsNorm(xn + r * c.dim, x + r * c.dim, w.attnNorm, c.dim, eps: c.normEps) }
+        MatMul.linear(q, xn, w.wq, bias: w.bq, rows: n, inDim: c.dim, outDim: c.qDim)
+        MatMul.linear(k, xn, w.wk, bias: w.bk, rows: n, inDim: c.dim, outDim: c.kvDim)
+        MatMul.linear(v, xn, w.wv, bias: w.bv, rows: n, inDim: c.dim, outDim: c.kvDim)
+
+        let half = c.headDim / 2
+        for (r, row) in rows.enumerated() {
+            let cos = work.cos.p + r * half, sin = work.sin.p + r * half
+            Kernels.rope(q + r * c.qDim, heads: c.heads, headDim: c.headDim, cos: cos, sin: sin)
+            Kernels.rope(k + r * c.kvDim, heads: c.kvHeads, headDim: c.headDim, cos: cos, sin: sin)
+            let at = cache.offset(layer: layer, slot: row.slot, position: row.position)
+            (cache.keys + at).update(from: k + r * c.kvDim, count: c.kvDim)
+            (cache.values + at).update(from: v + r * c.kvDim, count: c.kvDim)
+        }
+
+        // Each query head attends over its slot's cached positions 0...p with its key/value head.
+        let group = c.heads / c.kvHeads
+        let scale = 1 / Float(c.headDim).squareRoot()
+        for (r, row) in rows.enumerated() {
+            let base = cache.offset(layer: layer, slot: row.slot, position: 0)
+            let length = row.position + 1
+            for h in 0..<c.heads {
+                let query = q + r * c.qDim + h * c.headDim
+                let keys = cache.keys + base + (h / group) * c.headDim
+                let values = cache.values + base + (h / group) * c.headDim
+                for j in 0..<length { scores[j] = Kernels.dot(query, keys + j * c.kvDim, c.headDim) * scale }
+                Kernels.softmax(scores, length)
+                let out = att + r * c.qDim + h * c.headDim
+                out.update(repeating: 0, count: c.headDim)
+                for j in 0..<length { Kernels.axpy(scores[j], values + j * c.kvDim, out, c.headDim) }
+            }
+        }
+        // x += attention · Woᵀ (the residual add is the GEMM's beta = 1).
+        BLAS.sgemm(transA: false, transB: true, m: n, n: c.dim, k: c.qDim, a: att, lda: c.qDim, b: w.wo,
+                   ldb: c.qDim, beta: 1, c: x, ldc: c.dim)
+    }
+
+    private func mlpBlock(layer: Int, rows n: Int) {
+        let c = config, w = weights.layers[layer]
+        let x = work.x.p, xn = work.xNorm.p, gate = work.gate.p, up = work.up.p
+        for r in 0..<n { Kernels.rmsNorm(xn + r * c.dim, x + r * c.dim, w.ffnNorm, c.dim, eps: c.normEps) }
+        MatMul.linear(gate, xn, w.wGate, rows: n, inDim: c.dim, outDim: c.ffnDim)
+        MatMul.linear(up, xn, w.wUp, rows: n, inDim: c.dim, outDim: c.ffnDim)
+        Kernels.swiGLU(gate, up, n * c.ffnDim)
+        // x += swiglu · Wdownᵀ
+        BLAS.sgemm(transA: false, transB: true, m: n, n: c.dim, k: c.ffnDim, a: gate, lda: c.ffnDim, b: w.wDown,
+                   ldb: c.ffnDim, beta: 1, c: x, ldc: c.dim)
+    }
+
+    /// Final norm and output projection for the chosen rows.
+    private func logits(rows selected: [Int]) -> [Float] {
+        let c = config
+        if selected.isEmpty { return [] }
+        var normed = [Float](repeating: 0, count: selected.count * c.dim)
+        normed.withUnsafeMutableBufferPointer { normed in
+            for (i, r) in selected.enumerated() {
+                Kernels.rmsNorm(normed.baseAddress! + i * c.dim, work.x.p + r * c.dim, weights.finalNorm, c.dim, eps: c.normEps)
+            }
+        }
+        var out = [Float](repeating: 0, count: selected.count * c.vocabSize)
+        let head = weights.lmHead ?? weights.tokenEmbedding
+        MatMul.linear(&out, normed, head, rows: selected.count, inDim: c.dim, outDim: c.vocabSize)
+        return out
+    }
+}

@@ -1,0 +1,159 @@
+import ArgumentParser
+import Foundation
+import RecR1Formats
+import RecR1Kernels
+import RecR1Model
+import RecR1Policy
+import RecR1Service
+import RecR1Tokenizer
+
+/// `recr1d bench`: the engine's speed on this machine, as one JSON object, optionally beside the PyTorch
+/// reference (scripts/reference/bench_torch.py) measured in the same run.
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Measure decode and score throughput; print JSON.",
+        discussion: """
+            decode_1x64, decode_8x64: an 84-token ChatML prompt is prefilled once, its cache shared by the \
+            samples, then 64 new tokens each are sampled (temperature 1, no top-k/top-p, end tokens not \
+            special); tok/s = samples x 64 / decode seconds (prefill timed apart). score_8x128: log-probs of \
+            8 sequences x 128 tokens in one pass; tok/s = 1024 / seconds. Each figure is the median of \
+            --repeats runs after a warm-up. With --reference, the PyTorch script runs too and ratios are added.
+            """)
+
+    @Option(help: "A GGUF file or Hugging Face directory (default: SmolLM2 from its package).")
+    var model: String?
+    @Option(help: "BLAS threads.")
+    var threads = 2
+    @Option(help: "Timed runs per figure; the median is reported.")
+    var repeats = 3
+    @Flag(help: "Also run the PyTorch reference (needs scripts/reference/setup.sh) and print ratios.")
+    var reference = false
+    @Option(help: "The reference script.")
+    var referenceScript = "scripts/reference/bench_torch.py"
+    @Option(help: "Python for the reference.")
+    var python = "python3"
+
+    static let userWords = ("Please write a short, friendly paragraph for a new visitor explaining how a lighthouse works, why "
+        + "its light rotates, how sailors use the pattern of flashes to know which lighthouse they are looking "
+        + "at, and what the keepers used to do every night before the lights became automatic and were run by "
+        + "small computers instead of people living on the rocks far from any town or harbour.").split(separator: " ")
+
+    func run() throws {
+        try BLAS.load(threads: threads)
+        progress("loading the model")
+        let loadStart = ContinuousClock.now
+        let policy = try Policy.load(path: model ?? DefaultModel.locate())
+        let loadSeconds = seconds(ContinuousClock.now - loadStart)
+        let prompt = try chatPrompt(policy.tokenizer, tokens: 84)
+
+        var result: [String: Any] = [
+            "engine": "recr1d \(RecR1Version.current)", "matmul": "openblas fp32", "blas_core": BLAS.core,
+            "threads": threads, "repeats": repeats, "prompt_tokens": prompt.count,
+            "load_seconds": rounded(loadSeconds, 2),
+        ]
+        let decoder = policy.decoder
+        let generator = Generator(decoder: decoder, endTokens: []) { _ in "" }
+        var settings = SamplingSettings()
+        settings.temperature = 1
+        settings.maxNewTokens = 64
+
+        let prefill = measure("prefill") { prefillOnce(decoder, prompt) }
+        result["prefill"] = summary(prefill, tokens: prompt.count)
+        for batch in [1, 8] {
+            let runs = measure("decode \(batch)x64") {
+                settings.seed = 1
+                let total = time { _ = generator.generate(prompts: [prompt], n: batch, settings: settings) }
+                return total - prefill.sorted()[prefill.count / 2]
+            }
+            result["decode_\(batch)x64"] = summary(runs, tokens: batch * 64)
+        }
+        var random = RandomStream(seed: 5)
+        let sequences = (0..<8).map { _ in (0..<128).map { _ in Int32(random.next() % UInt64(decoder.config.vocabSize)) } }
+        let items = sequences.map { (prompt: Array($0.prefix(1)), completion: Array($0.dropFirst())) }
+        result["score_8x128"] = summary(measure("score 8x128") { time { _ = Scorer.score(decoder, items: items, maxRows: 1024) } },
+                                        tokens: 1024)
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        result["peak_rss_mib"] = rounded(Double(usage.ru_maxrss) / 1024, 1)
+
+        if reference {
+            progress("running the PyTorch reference: \(python) \(referenceScript) --threads \(threads)")
+            let torch = try runReference()
+            result["reference"] = torch
+            var ratios: [String: Any] = [:]
+            for key in ["decode_1x64", "decode_8x64", "score_8x128", "prefill"] {
+                if let ours = (result[key] as? [String: Any])?["tok_per_s"] as? Double,
+                   let theirs = (torch[key] as? [String: Any])?["tok_per_s"] as? Double, theirs > 0 {
+                    ratios[key] = rounded(ours / theirs, 2)
+                }
+            }
+            result["ratio_vs_reference"] = ratios
+        }
+        let data = try JSONSerialization.data(withJSONObject: result, options: [.sortedKeys])
+        print(String(decoding: data, as: UTF8.self))
+    }
+
+    /// The shortest prefix of `userWords` whose rendered ChatML prompt has exactly `tokens` tokens.
+    func chatPrompt(_ tokenizer: Tokenizer, tokens: Int) throws -> [Int32] {
+        let template = try tokenizer.chatTemplate()
+        for count in 1...Self.userWords.count {
+            let text = template.render([ChatMessage(role: "user", content: Self.userWords.prefix(count).joined(separator: " "))],
+                                       addGenerationPrompt: true)
+            let ids = tokenizer.encode(text, addSpecialTokens: false)
+            if ids.count == tokens { return ids.map(Int32.init) }
+            if ids.count > tokens { break }
+        }
+        throw ValidationError("no prefix of the benchmark text renders to exactly \(tokens) tokens with this tokenizer")
+    }
+
+    func prefillOnce(_ decoder: Decoder, _ prompt: [Int32]) -> Double {
+        let cache = KVCache(config: decoder.config, slots: 1, capacity: prompt.count)
+        return time {
+            _ = decoder.forward(prompt.enumerated().map { Decoder.Row(token: $1, slot: 0, position: $0) },
+                                cache: cache, logitRows: [prompt.count - 1])
+        }
+    }
+
+    func runReference() throws -> [String: Any] {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = [python, referenceScript, "--threads", "\(threads)", "--repeats", "\(repeats)"]
+        let output = Pipe()
+        process.standardOutput = output
+        try process.run()
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0,
+              let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+            throw ValidationError("the reference failed (exit \(process.terminationStatus)); run scripts/reference/setup.sh first")
+        }
+        return json
+    }
+
+    /// One warm-up, then `repeats` timed runs; `body` returns seconds.
+    func measure(_ what: String, _ body: () -> Double) -> [Double] {
+        progress("\(what): warm-up")
+        _ = body()
+        return (1...repeats).map { index in
+            let s = body()
+            progress("\(what): run \(index)/\(repeats) \(rounded(s, 3)) s")
+            return s
+        }
+    }
+
+    func summary(_ runs: [Double], tokens: Int) -> [String: Any] {
+        let median = runs.sorted()[runs.count / 2], best = runs.min()!
+        return ["tok_per_s": rounded(Double(tokens) / median, 2), "best_tok_per_s": rounded(Double(tokens) / best, 2),
+                "seconds": runs.map { rounded($0, 4) }]
+    }
+
+    func time(_ body: () -> Void) -> Double {
+        let start = ContinuousClock.now
+        body()
+        return seconds(ContinuousClock.now - start)
+    }
+
+    func seconds(_ d: Duration) -> Double { Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18 }
+    func rounded(_ x: Double, _ places: Int) -> Double { (x * pow(10, Double(places))).rounded() / pow(10, Double(places)) }
+    func progress(_ message: String) { FileHandle.standardError.write(Data("bench: \(message)\n".utf8)) }
+}
