@@ -32,8 +32,10 @@ let package = Package(
             name: "RecR1Proto",
             dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")]
         ),
-        // Numeric kernels; for now the BLAS seam.
-        .target(name: "RecR1Kernels", dependencies: ["CRecR1Support"]),
+        // Hot loops in C with run-time instruction-set dispatch.
+        .target(name: "CRecR1Kernels", cSettings: [.unsafeFlags(["-O3", "-ffast-math"])]),
+        // Numeric kernels: the matmul seam (OpenBLAS, or the C kernel for few rows) and element-wise work.
+        .target(name: "RecR1Kernels", dependencies: ["CRecR1Support", "CRecR1Kernels"]),
         // Model file formats: GGUF, safetensors.
         .target(name: "RecR1Formats"),
         // The decoder: config, weights, KV cache, forward pass.

@@ -1,4 +1,7 @@
+import CRecR1Kernels
 import CRecR1Support
+import Dispatch
+import Foundation
 
 /// The process's OpenBLAS, loaded at run time so that its kernel set suits this CPU.
 ///
@@ -65,11 +68,33 @@ public struct CPUFeatures: CustomStringConvertible {
 /// The one seam for matrix products: every linear layer calls this, so a faster backend (oneDNN, bf16)
 /// replaces one function.
 public enum MatMul {
-    /// out[rows × outDim] = x[rows × inDim] · wᵀ (+ bias), where w is [outDim × inDim] row-major.
+    /// Up to this many rows use the skinny C kernel (weights streamed once); more use OpenBLAS's GEMM,
+    /// whose repacking of the weight pays off only when many rows share it.
+    public static var skinnyRowLimit = 16
+    /// Threads for the skinny kernel (each takes a slice of the outputs).
+    public static var threads = max(1, ProcessInfo.processInfo.activeProcessorCount)
+
+    /// out[rows × outDim] = x[rows × inDim] · wᵀ (+ bias), or with `accumulate` out += x · wᵀ, where w is
+    /// [outDim × inDim] row-major.
     public static func linear(_ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>,
-                              bias: UnsafePointer<Float>? = nil, rows: Int, inDim: Int, outDim: Int) {
-        BLAS.sgemm(transA: false, transB: true, m: rows, n: outDim, k: inDim, a: x, lda: inDim, b: w, ldb: inDim,
-                   c: out, ldc: outDim)
+                              bias: UnsafePointer<Float>? = nil, rows: Int, inDim: Int, outDim: Int,
+                              accumulate: Bool = false) {
+        let beta: Float = accumulate ? 1 : 0
+        if rows <= skinnyRowLimit {
+            let parts = outDim >= 256 ? threads : 1
+            let chunk = (outDim / parts + 3) / 4 * 4
+            if parts == 1 {
+                recr1_linear_rows(Int32(rows), 0, Int32(outDim), Int32(inDim), x, w, out, Int32(outDim), beta)
+            } else {
+                DispatchQueue.concurrentPerform(iterations: parts) { part in
+                    let start = min(part * chunk, outDim), end = min(start + chunk, outDim)
+                    recr1_linear_rows(Int32(rows), Int32(start), Int32(end), Int32(inDim), x, w, out, Int32(outDim), beta)
+                }
+            }
+        } else {
+            BLAS.sgemm(transA: false, transB: true, m: rows, n: outDim, k: inDim, a: x, lda: inDim, b: w, ldb: inDim,
+                       beta: beta, c: out, ldc: outDim)
+        }
         if let bias {
             for r in 0..<rows { Kernels.axpy(1, bias, out + r * outDim, outDim) }
         }

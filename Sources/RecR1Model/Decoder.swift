@@ -55,6 +55,7 @@ public final class Decoder {
         var gate = Buffer(), up = Buffer()       // [rows × ffnDim]
         var cos = Buffer(), sin = Buffer()       // [rows × headDim/2] RoPE of each row's position
         var scores = Buffer()                    // [context] one head's attention weights
+        var runScores = Buffer()                 // [run rows × positions] one head's weights for a run
 
         func ensure(rows: Int, config c: ModelConfig, context: Int) {
             if rows > self.rows {
@@ -99,8 +100,10 @@ public final class Decoder {
     private func attentionBlock(layer: Int, rows: [Row], cache: KVCache) {
         let c = config, w = weights.layers[layer], n = rows.count
         let x = work.x.p, xn = work.xNorm.p, q = work.q.p, k = work.k.p, v = work.v.p
-        let att = work.attention.p, scores = work.scores.p
-        for r in 0..<n { Kernels.rmsNorm(xn + r * c.dim, x + r * c.dim, w.attnNorm, c.dim, eps: c.normEps) }
+        let att = work.attention.p
+        Parallel.rows(n) { range in
+            for r in range { Kernels.rmsNorm(xn + r * c.dim, x + r * c.dim, w.attnNorm, c.dim, eps: c.normEps) }
+        }
         MatMul.linear(q, xn, w.wq, bias: w.bq, rows: n, inDim: c.dim, outDim: c.qDim)
         MatMul.linear(k, xn, w.wk, bias: w.bk, rows: n, inDim: c.dim, outDim: c.kvDim)
         MatMul.linear(v, xn, w.wv, bias: w.bv, rows: n, inDim: c.dim, outDim: c.kvDim)
@@ -115,38 +118,90 @@ public final class Decoder {
             (cache.values + at).update(from: v + r * c.kvDim, count: c.kvDim)
         }
 
-        // Each query head attends over its slot's cached positions 0...p with its key/value head.
-        let group = c.heads / c.kvHeads
-        let scale = 1 / Float(c.headDim).squareRoot()
-        for (r, row) in rows.enumerated() {
-            let base = cache.offset(layer: layer, slot: row.slot, position: 0)
-            let length = row.position + 1
-            for h in 0..<c.heads {
-                let query = q + r * c.qDim + h * c.headDim
-                let keys = cache.keys + base + (h / group) * c.headDim
-                let values = cache.values + base + (h / group) * c.headDim
-                for j in 0..<length { scores[j] = Kernels.dot(query, keys + j * c.kvDim, c.headDim) * scale }
-                Kernels.softmax(scores, length)
-                let out = att + r * c.qDim + h * c.headDim
-                out.update(repeating: 0, count: c.headDim)
-                for j in 0..<length { Kernels.axpy(scores[j], values + j * c.kvDim, out, c.headDim) }
+        // Each query head attends over its slot's cached positions 0...p with its key/value head. Long runs of
+        // one sequence (prefill, scoring) do it as two matrix products per head; short ones (decoding) row by row.
+        for run in Self.runs(rows) {
+            if run.count > MatMul.skinnyRowLimit {
+                attendByProducts(layer: layer, rows: rows, run: run, cache: cache)
+            } else {
+                for r in run { attendRow(layer: layer, r: r, row: rows[r], cache: cache) }
             }
         }
-        // x += attention · Woᵀ (the residual add is the GEMM's beta = 1).
-        BLAS.sgemm(transA: false, transB: true, m: n, n: c.dim, k: c.qDim, a: att, lda: c.qDim, b: w.wo,
-                   ldb: c.qDim, beta: 1, c: x, ldc: c.dim)
+        // x += attention · Woᵀ (the residual add folded into the product).
+        MatMul.linear(x, att, w.wo, rows: n, inDim: c.qDim, outDim: c.dim, accumulate: true)
+    }
+
+    /// One row: scores against each cached key, softmax, weighted sum of the values.
+    private func attendRow(layer: Int, r: Int, row: Row, cache: KVCache) {
+        let c = config, group = c.heads / c.kvHeads
+        let scale = 1 / Float(c.headDim).squareRoot()
+        let base = cache.offset(layer: layer, slot: row.slot, position: 0)
+        let length = row.position + 1
+        let scores = work.scores.p
+        for h in 0..<c.heads {
+            let query = work.q.p + r * c.qDim + h * c.headDim
+            let keys = cache.keys + base + (h / group) * c.headDim
+            let values = cache.values + base + (h / group) * c.headDim
+            for j in 0..<length { scores[j] = Kernels.dot(query, keys + j * c.kvDim, c.headDim) * scale }
+            Kernels.softmax(scores, length)
+            let out = work.attention.p + r * c.qDim + h * c.headDim
+            out.update(repeating: 0, count: c.headDim)
+            for j in 0..<length { Kernels.axpy(scores[j], values + j * c.kvDim, out, c.headDim) }
+        }
+    }
+
+    /// A run of rows of one slot at consecutive positions p0..<p0+R: per head, S = Q·Kᵀ/√d over positions
+    /// 0..<p0+R, the causal mask (row i sees positions ≤ p0+i), softmax by row, then out = S·V.
+    private func attendByProducts(layer: Int, rows: [Row], run: Range<Int>, cache: KVCache) {
+        let c = config, group = c.heads / c.kvHeads
+        let first = rows[run.lowerBound], count = run.count
+        let length = first.position + count
+        work.runScores.resize(count * length)
+        let scores = work.runScores.p
+        let base = cache.offset(layer: layer, slot: first.slot, position: 0)
+        for h in 0..<c.heads {
+            let kvOffset = (h / group) * c.headDim
+            let queries = work.q.p + run.lowerBound * c.qDim + h * c.headDim
+            BLAS.sgemm(transA: false, transB: true, m: count, n: length, k: c.headDim, alpha: 1 / Float(c.headDim).squareRoot(),
+                       a: queries, lda: c.qDim, b: cache.keys + base + kvOffset, ldb: c.kvDim, c: scores, ldc: length)
+            Parallel.rows(count) { range in
+                for i in range {
+                    let line = scores + i * length, visible = first.position + i + 1
+                    Kernels.softmax(line, visible)
+                    (line + visible).update(repeating: 0, count: length - visible)
+                }
+            }
+            BLAS.sgemm(transA: false, transB: false, m: count, n: c.headDim, k: length, a: scores, lda: length,
+                       b: cache.values + base + kvOffset, ldb: c.kvDim,
+                       c: work.attention.p + run.lowerBound * c.qDim + h * c.headDim, ldc: c.qDim)
+        }
+    }
+
+    /// Maximal runs of consecutive rows that continue one slot's positions one by one.
+    static func runs(_ rows: [Row]) -> [Range<Int>] {
+        var result: [Range<Int>] = []
+        var start = 0
+        for r in 1...rows.count where r == rows.count || rows[r].slot != rows[r - 1].slot
+            || rows[r].position != rows[r - 1].position + 1 {
+            result.append(start..<r)
+            start = r
+        }
+        return result
     }
 
     private func mlpBlock(layer: Int, rows n: Int) {
         let c = config, w = weights.layers[layer]
         let x = work.x.p, xn = work.xNorm.p, gate = work.gate.p, up = work.up.p
-        for r in 0..<n { Kernels.rmsNorm(xn + r * c.dim, x + r * c.dim, w.ffnNorm, c.dim, eps: c.normEps) }
+        Parallel.rows(n) { range in
+            for r in range { Kernels.rmsNorm(xn + r * c.dim, x + r * c.dim, w.ffnNorm, c.dim, eps: c.normEps) }
+        }
         MatMul.linear(gate, xn, w.wGate, rows: n, inDim: c.dim, outDim: c.ffnDim)
         MatMul.linear(up, xn, w.wUp, rows: n, inDim: c.dim, outDim: c.ffnDim)
-        Kernels.swiGLU(gate, up, n * c.ffnDim)
+        Parallel.rows(n) { range in
+            Kernels.swiGLU(gate + range.lowerBound * c.ffnDim, up + range.lowerBound * c.ffnDim, range.count * c.ffnDim)
+        }
         // x += swiglu · Wdownᵀ
-        BLAS.sgemm(transA: false, transB: true, m: n, n: c.dim, k: c.ffnDim, a: gate, lda: c.ffnDim, b: w.wDown,
-                   ldb: c.ffnDim, beta: 1, c: x, ldc: c.dim)
+        MatMul.linear(x, gate, w.wDown, rows: n, inDim: c.ffnDim, outDim: c.dim, accumulate: true)
     }
 
     /// Final norm and output projection for the chosen rows.

@@ -141,15 +141,23 @@ public enum Scorer {
                 }
             }
             let logits = decoder.forward(forwardRows, cache: cache, logitRows: predicting)
-            var row = 0
+            // The target of logits row i is the token after the row it was computed at.
+            let targets = batch.flatMap(\.completion)
+            var values = [Float](repeating: 0, count: targets.count)
             logits.withUnsafeBufferPointer { buffer in
-                for (offset, item) in batch.enumerated() {
-                    results[start + offset] = item.completion.map { token in
-                        let line = buffer.baseAddress! + row * vocab
-                        row += 1
-                        return line[Int(token)] - Kernels.logSumExp(line, vocab)
+                values.withUnsafeMutableBufferPointer { out in
+                    Parallel.rows(targets.count) { range in
+                        for i in range {
+                            let line = buffer.baseAddress! + i * vocab
+                            out[i] = line[Int(targets[i])] - Kernels.logSumExp(line, vocab)
+                        }
                     }
                 }
+            }
+            var next = 0
+            for (offset, item) in batch.enumerated() {
+                results[start + offset] = Array(values[next..<(next + item.completion.count)])
+                next += item.completion.count
             }
             start = end
         }
