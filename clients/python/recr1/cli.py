@@ -8,6 +8,7 @@ from google.protobuf import json_format
 
 from recr1.client import PolicyClient
 from recr1.errors import RecR1Error
+from recr1.v1 import policy_pb2
 
 
 def _print(message):
@@ -22,11 +23,37 @@ def main(argv=None):
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("info", help="what recr1d runs: model, BLAS core, limits")
     commands.add_parser("health", help="serving status, uptime, request counts")
+    tokenize = commands.add_parser("tokenize", help="token ids of texts")
+    tokenize.add_argument("texts", nargs="+")
+    generate = commands.add_parser("generate", help="sample completions of prompts")
+    generate.add_argument("prompts", nargs="+")
+    generate.add_argument("--chat", action="store_true", help="each prompt is a user message (chat template applied)")
+    generate.add_argument("-n", type=int, default=1, help="samples per prompt")
+    generate.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
+    generate.add_argument("--top-p", type=float, default=1.0)
+    generate.add_argument("--top-k", type=int, default=0)
+    generate.add_argument("--seed", type=int)
+    generate.add_argument("--max-new-tokens", type=int, default=128)
+    generate.add_argument("--json", action="store_true", help="print the whole reply as JSON")
     args = parser.parse_args(argv)
 
     try:
         with PolicyClient(args.address, timeout=args.timeout, token_file=args.token_file) as client:
-            _print(getattr(client, args.command)())
+            if args.command == "tokenize":
+                print(json.dumps(client.tokenize(args.texts)))
+            elif args.command == "generate":
+                prompts = [[{"role": "user", "content": p}] if args.chat else p for p in args.prompts]
+                reply = client.generate(prompts, n=args.n, temperature=args.temperature, top_p=args.top_p,
+                                        top_k=args.top_k, seed=args.seed, max_new_tokens=args.max_new_tokens)
+                if args.json:
+                    _print(reply)
+                else:
+                    for prompt, result in zip(args.prompts, reply.results):
+                        for completion in result.completions:
+                            reason = policy_pb2.FinishReason.Name(completion.finish_reason)
+                            print(f"{prompt!r} -> {completion.text!r} ({len(completion.token_ids)} tokens, {reason})")
+            else:
+                _print(getattr(client, args.command)())
     except RecR1Error as exc:
         print(f"recr1: {exc}", file=sys.stderr)
         return 1
