@@ -181,6 +181,15 @@ public final class GGUFFile {
         }
     }
 
+    /// The tensor's stored bytes, as they are in the file (blocks for quantised types).
+    public func rawBytes(_ name: String) throws -> [UInt8] {
+        guard let info = tensors[name] else {
+            throw FormatError((path as NSString).lastPathComponent, "missing tensor '\(name)'")
+        }
+        let start = dataStart + info.offset
+        return [UInt8](data[start..<(start + info.byteCount)])
+    }
+
     /// The tensor's values as Float32, in row-major order (slowest dimension first).
     public func dequantize(_ name: String) throws -> [Float] {
         guard let info = tensors[name] else {

@@ -46,12 +46,21 @@ public final class SafetensorsFile {
             guard let size = Self.elementBytes[dtype] else {
                 throw FormatError(file, "tensor '\(name)' has dtype \(dtype); recr1 reads F32, BF16 and F16")
             }
-            let count = shape.reduce(1, *)
-            guard offsets[0] >= 0, offsets[1] - offsets[0] == count * size else {
+            // The byte size, refusing negative dimensions and sizes that overflow (a hostile header must not trap).
+            var bytes: Int? = shape.allSatisfy { $0 >= 0 } ? size : nil
+            for dimension in shape {
+                guard let b = bytes else { break }
+                let (product, overflow) = b.multipliedReportingOverflow(by: dimension)
+                bytes = overflow ? nil : product
+            }
+            guard let bytes else {
+                throw FormatError(file, "tensor '\(name)': shape \(shape) has no valid size")
+            }
+            guard offsets[0] >= 0, offsets[1] >= offsets[0], offsets[1] - offsets[0] == bytes else {
                 throw FormatError(file, "tensor '\(name)': data_offsets \(offsets) do not hold \(shape) \(dtype)")
             }
-            guard dataStart + offsets[1] <= data.count else {
-                throw FormatError(file, "truncated: tensor '\(name)' needs bytes up to \(dataStart + offsets[1]), the file has \(data.count)")
+            guard offsets[1] <= data.count - dataStart else {  // (not dataStart + offsets[1], which can overflow)
+                throw FormatError(file, "truncated: tensor '\(name)' needs data bytes up to \(offsets[1]), the data section has \(data.count - dataStart)")
             }
             tensors[name] = TensorInfo(name: name, dtype: dtype, shape: shape, range: offsets[0]..<offsets[1])
         }

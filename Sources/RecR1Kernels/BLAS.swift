@@ -74,13 +74,27 @@ public enum MatMul {
     /// Threads for the skinny kernel (each takes a slice of the outputs).
     public static var threads = max(1, ProcessInfo.processInfo.activeProcessorCount)
 
+    /// Whether few-row products use a weight's block-format copy when it has one.
+    public static var useQuantized = true
+
     /// out[rows × outDim] = x[rows × inDim] · wᵀ (+ bias), or with `accumulate` out += x · wᵀ, where w is
-    /// [outDim × inDim] row-major.
+    /// [outDim × inDim] row-major. `quantized`, the same matrix in a GGUF block format, serves few rows.
     public static func linear(_ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>,
-                              bias: UnsafePointer<Float>? = nil, rows: Int, inDim: Int, outDim: Int,
-                              accumulate: Bool = false) {
+                              quantized: QuantizedMatrix? = nil, bias: UnsafePointer<Float>? = nil, rows: Int,
+                              inDim: Int, outDim: Int, accumulate: Bool = false) {
         let beta: Float = accumulate ? 1 : 0
-        if rows <= skinnyRowLimit {
+        if rows <= skinnyRowLimit, useQuantized, let quantized {
+            precondition(quantized.rows == outDim && quantized.cols == inDim)
+            quantized.blocks.withUnsafeBufferPointer { blocks in
+                let parts = outDim >= 256 ? threads : 1
+                let chunk = (outDim / parts + 3) / 4 * 4
+                DispatchQueue.concurrentPerform(iterations: parts) { part in
+                    let start = min(part * chunk, outDim), end = min(start + chunk, outDim)
+                    recr1_quantized_rows(quantized.type.rawValue, Int32(rows), Int32(start), Int32(end), Int32(inDim), x,
+                                         blocks.baseAddress!, out, Int32(outDim), beta)
+                }
+            }
+        } else if rows <= skinnyRowLimit {
             let parts = outDim >= 256 ? threads : 1
             let chunk = (outDim / parts + 3) / 4 * 4
             if parts == 1 {

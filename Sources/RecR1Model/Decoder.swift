@@ -104,9 +104,9 @@ public final class Decoder {
         Parallel.rows(n) { range in
             for r in range { Kernels.rmsNorm(xn + r * c.dim, x + r * c.dim, w.attnNorm, c.dim, eps: c.normEps) }
         }
-        MatMul.linear(q, xn, w.wq, bias: w.bq, rows: n, inDim: c.dim, outDim: c.qDim)
-        MatMul.linear(k, xn, w.wk, bias: w.bk, rows: n, inDim: c.dim, outDim: c.kvDim)
-        MatMul.linear(v, xn, w.wv, bias: w.bv, rows: n, inDim: c.dim, outDim: c.kvDim)
+        MatMul.linear(q, xn, w.wq, quantized: w.quantized.wq, bias: w.bq, rows: n, inDim: c.dim, outDim: c.qDim)
+        MatMul.linear(k, xn, w.wk, quantized: w.quantized.wk, bias: w.bk, rows: n, inDim: c.dim, outDim: c.kvDim)
+        MatMul.linear(v, xn, w.wv, quantized: w.quantized.wv, bias: w.bv, rows: n, inDim: c.dim, outDim: c.kvDim)
 
         let half = c.headDim / 2
         for (r, row) in rows.enumerated() {
@@ -128,7 +128,7 @@ public final class Decoder {
             }
         }
         // x += attention · Woᵀ (the residual add folded into the product).
-        MatMul.linear(x, att, w.wo, rows: n, inDim: c.qDim, outDim: c.dim, accumulate: true)
+        MatMul.linear(x, att, w.wo, quantized: w.quantized.wo, rows: n, inDim: c.qDim, outDim: c.dim, accumulate: true)
     }
 
     /// One row: scores against each cached key, softmax, weighted sum of the values.
@@ -195,13 +195,13 @@ public final class Decoder {
         Parallel.rows(n) { range in
             for r in range { Kernels.rmsNorm(xn + r * c.dim, x + r * c.dim, w.ffnNorm, c.dim, eps: c.normEps) }
         }
-        MatMul.linear(gate, xn, w.wGate, rows: n, inDim: c.dim, outDim: c.ffnDim)
-        MatMul.linear(up, xn, w.wUp, rows: n, inDim: c.dim, outDim: c.ffnDim)
+        MatMul.linear(gate, xn, w.wGate, quantized: w.quantized.wGate, rows: n, inDim: c.dim, outDim: c.ffnDim)
+        MatMul.linear(up, xn, w.wUp, quantized: w.quantized.wUp, rows: n, inDim: c.dim, outDim: c.ffnDim)
         Parallel.rows(n) { range in
             Kernels.swiGLU(gate + range.lowerBound * c.ffnDim, up + range.lowerBound * c.ffnDim, range.count * c.ffnDim)
         }
         // x += swiglu · Wdownᵀ
-        MatMul.linear(x, gate, w.wDown, rows: n, inDim: c.ffnDim, outDim: c.dim, accumulate: true)
+        MatMul.linear(x, gate, w.wDown, quantized: w.quantized.wDown, rows: n, inDim: c.ffnDim, outDim: c.dim, accumulate: true)
     }
 
     /// Final norm and output projection for the chosen rows.
@@ -216,7 +216,7 @@ public final class Decoder {
         }
         var out = [Float](repeating: 0, count: selected.count * c.vocabSize)
         let head = weights.lmHead ?? weights.tokenEmbedding
-        MatMul.linear(&out, normed, head, rows: selected.count, inDim: c.dim, outDim: c.vocabSize)
+        MatMul.linear(&out, normed, head, quantized: weights.quantizedHead, rows: selected.count, inDim: c.dim, outDim: c.vocabSize)
         return out
     }
 }

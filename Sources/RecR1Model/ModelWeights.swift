@@ -1,5 +1,6 @@
 import Foundation
 import RecR1Formats
+import RecR1Kernels
 
 /// The weights of one decoder layer, fp32, in Hugging Face layout: a linear layer's matrix is
 /// [out × in], row-major, and y = x · Wᵀ.
@@ -16,6 +17,14 @@ public struct LayerWeights {
     public var wGate: [Float]      // [ffnDim × dim]
     public var wUp: [Float]        // [ffnDim × dim]
     public var wDown: [Float]      // [dim × ffnDim]
+    /// The file's block-format copies of the matrices, for decoding (none when loaded from fp32 data).
+    public var quantized = QuantizedLayer()
+}
+
+/// Block-format copies of a layer's matrices (GGUF Q4_0 / Q4_1 / Q8_0), same layout as the fp32 ones.
+public struct QuantizedLayer {
+    public var wq, wk, wv, wo, wGate, wUp, wDown: QuantizedMatrix?
+    public init() {}
 }
 
 public struct ModelWeights {
@@ -24,6 +33,8 @@ public struct ModelWeights {
     public var finalNorm: [Float]        // [dim]
     /// [vocab × dim]; nil when tied to the token embedding.
     public var lmHead: [Float]?
+    /// The output projection (lm head, or the tied embedding) in the file's block format, for decoding.
+    public var quantizedHead: QuantizedMatrix?
 
     public init(tokenEmbedding: [Float], layers: [LayerWeights], finalNorm: [Float], lmHead: [Float]?) {
         self.tokenEmbedding = tokenEmbedding
@@ -71,7 +82,7 @@ public struct ModelWeights {
             var values = try gguf.dequantize(name)
             if config.architecture == .llama && (name.hasSuffix("attn_q.weight") || name.hasSuffix("attn_k.weight")) {
                 let heads = name.hasSuffix("attn_q.weight") ? config.heads : config.kvHeads
-                values = Self.unpermuteRoPERows(values, heads: heads, headDim: config.headDim, columns: shape[1])
+                values = Self.unpermuteRoPERows(values, heads: heads, headDim: config.headDim, rowLength: shape[1])
             }
             return values
         }
@@ -85,6 +96,32 @@ public struct ModelWeights {
                            wGate: "blk.\(i).ffn_gate.weight", wUp: "blk.\(i).ffn_up.weight", wDown: "blk.\(i).ffn_down.weight")
             },
             embeddingName: "token_embd.weight", finalNormName: "output_norm.weight", headName: "output.weight")
+
+        // Keep the block-format matrices too: decoding reads them instead of the fp32 copies.
+        func blocks(_ name: String) -> QuantizedMatrix? {
+            guard let info = gguf.tensors[name], info.shape.count == 2,
+                  let type = QuantizedMatrix.BlockType(rawValue: Int32(info.type.rawValue)),
+                  var bytes = try? gguf.rawBytes(name) else { return nil }
+            let (rows, cols) = (info.shape[0], info.shape[1])
+            if config.architecture == .llama && (name.hasSuffix("attn_q.weight") || name.hasSuffix("attn_k.weight")) {
+                let heads = name.hasSuffix("attn_q.weight") ? config.heads : config.kvHeads
+                bytes = Self.unpermuteRoPERows(bytes, heads: heads, headDim: config.headDim,
+                                               rowLength: QuantizedMatrix.rowBytes(type, cols))
+            }
+            return QuantizedMatrix(type: type, rows: rows, cols: cols, blocks: bytes)
+        }
+        for i in 0..<config.layers {
+            var q = QuantizedLayer()
+            q.wq = blocks("blk.\(i).attn_q.weight")
+            q.wk = blocks("blk.\(i).attn_k.weight")
+            q.wv = blocks("blk.\(i).attn_v.weight")
+            q.wo = blocks("blk.\(i).attn_output.weight")
+            q.wGate = blocks("blk.\(i).ffn_gate.weight")
+            q.wUp = blocks("blk.\(i).ffn_up.weight")
+            q.wDown = blocks("blk.\(i).ffn_down.weight")
+            layers[i].quantized = q
+        }
+        quantizedHead = blocks(config.tiedEmbeddings ? "token_embd.weight" : "output.weight")
     }
 
     /// From a Hugging Face directory's safetensors.
@@ -114,15 +151,16 @@ public struct ModelWeights {
 
     /// llama.cpp's converter reorders each head's rows from [2][headDim/2] (rotate-half pairs i, i + headDim/2)
     /// to [headDim/2][2] (adjacent pairs). This puts row (h, i, t) back at (h, t, i).
-    static func unpermuteRoPERows(_ w: [Float], heads: Int, headDim: Int, columns: Int) -> [Float] {
-        var out = [Float](repeating: 0, count: w.count)
+    /// `rowLength` elements per row (floats, or bytes of blocks).
+    static func unpermuteRoPERows<T: Numeric>(_ w: [T], heads: Int, headDim: Int, rowLength: Int) -> [T] {
+        var out = [T](repeating: 0, count: w.count)
         let half = headDim / 2
         for h in 0..<heads {
             for i in 0..<half {
                 for t in 0..<2 {
-                    let source = (h * headDim + i * 2 + t) * columns
-                    let target = (h * headDim + t * half + i) * columns
-                    out[target..<(target + columns)] = w[source..<(source + columns)]
+                    let source = (h * headDim + i * 2 + t) * rowLength
+                    let target = (h * headDim + t * half + i) * rowLength
+                    out[target..<(target + rowLength)] = w[source..<(source + rowLength)]
                 }
             }
         }

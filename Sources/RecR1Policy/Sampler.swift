@@ -77,10 +77,17 @@ public enum Sampler {
         if topP >= 1 && topK >= vocab {
             return drawFrom(probabilities, indices: nil, count: vocab, total: 1, random: &random)
         }
-        // Only tokens that can be in the result are sorted. For top-p: a token with probability below
+        // Only tokens that can be in the result are sorted. For top-p alone: a token with probability below
         // (1 - p) / (vocab - 1) can never be needed, since all the tokens at or below it together hold
-        // less than 1 - p. For top-k alone every token is a candidate.
-        let cutoff: Float = topP < 1 ? (1 - topP) / Float(vocab - 1) : 0
+        // less than 1 - p; the most likely token is always needed, so the cut-off never exceeds its
+        // probability (a small p over a flat distribution, or a vocabulary of one). With top-k every token
+        // is a candidate: top-p's fractions are of the top-k mass, which needs all of the top k.
+        var cutoff: Float = 0
+        if topP < 1 && topK >= vocab {
+            var largest: Float = 0
+            for i in 0..<vocab { largest = max(largest, probabilities[i]) }
+            cutoff = min((1 - topP) / Float(vocab - 1), largest)
+        }
         var candidates: [Int] = []
         candidates.reserveCapacity(min(vocab, 4096))
         for i in 0..<vocab where probabilities[i] >= cutoff { candidates.append(i) }
@@ -89,10 +96,12 @@ public enum Sampler {
         var mass: Float = 0
         for i in 0..<keep { mass += probabilities[candidates[i]] }
         if topP < 1 {
-            // Renormalise over the top-k first (top-k then top-p, as Hugging Face applies them).
+            // Renormalise over the top-k first (top-k then top-p, as Hugging Face applies them). Without
+            // top-k that is the whole distribution, not just the candidates above the cut-off.
+            let topKMass: Float = topK >= vocab ? 1 : mass
             var cumulative: Float = 0
             for i in 0..<keep {
-                cumulative += probabilities[candidates[i]] / mass
+                cumulative += probabilities[candidates[i]] / topKMass
                 if cumulative >= topP {
                     keep = i + 1
                     break

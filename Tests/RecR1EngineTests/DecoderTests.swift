@@ -85,7 +85,7 @@ final class DecoderTests: XCTestCase {
             }
         }
         XCTAssertNotEqual(permuted, hf)
-        XCTAssertEqual(ModelWeights.unpermuteRoPERows(permuted, heads: heads, headDim: headDim, columns: columns), hf)
+        XCTAssertEqual(ModelWeights.unpermuteRoPERows(permuted, heads: heads, headDim: headDim, rowLength: columns), hf)
     }
 
     func testConfigRejectsInconsistentShapes() {

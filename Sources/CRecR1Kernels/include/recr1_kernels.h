@@ -13,6 +13,18 @@ extern "C" {
 void recr1_linear_rows(int m, int n0, int n1, int k, const float *x, const float *w, float *out, int ldo,
                        float beta);
 
+// GGUF block formats the quantised kernel reads (ggml's type numbers).
+enum { RECR1_Q4_0 = 2, RECR1_Q4_1 = 3, RECR1_Q8_0 = 8 };
+
+// Bytes of one 32-weight block of a type.
+int recr1_block_bytes(int type);
+
+// The same product as recr1_linear_rows with w in a GGUF block format: row n of w is k / 32 blocks
+// (k must be a multiple of 32). Blocks become fp32 in registers, so the result equals the product with the
+// dequantised matrix up to the order of additions.
+void recr1_quantized_rows(int type, int m, int n0, int n1, int k, const float *x, const unsigned char *w,
+                          float *out, int ldo, float beta);
+
 #ifdef __cplusplus
 }
 #endif

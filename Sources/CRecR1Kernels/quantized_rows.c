@@ -1,0 +1,180 @@
+#include "recr1_kernels.h"
+
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+// Skinny products against weights kept in GGUF's block formats: each block of 32 weights is turned back
+// into fp32 in registers (w = d*q + m for Q4_1, d*(q-8) for Q4_0, d*q for Q8_0) and used for every x row
+// at once. The arithmetic is that of the dequantised fp32 matrix; only memory traffic shrinks (Q4_1 reads
+// 0.625 bytes per weight instead of 4), which is what bounds decoding.
+
+static inline float half_to_float(const uint8_t *p) {
+    uint16_t h;
+    memcpy(&h, p, 2);
+    uint32_t sign = (uint32_t)(h >> 15) << 31, exponent = (h >> 10) & 31, mantissa = h & 1023, bits;
+    if (exponent == 0) {
+        if (mantissa == 0) {
+            bits = sign;
+        } else {  // subnormal: normalise
+            int e = -1;
+            do { e++; mantissa <<= 1; } while (!(mantissa & 1024));
+            bits = sign | (uint32_t)(112 - e) << 23 | (mantissa & 1023) << 13;
+        }
+    } else if (exponent == 31) {
+        bits = sign | 0x7f800000u | mantissa << 13;
+    } else {
+        bits = sign | (exponent + 112) << 23 | mantissa << 13;
+    }
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+// The 32 weights of block b of a row, as fp32 (portable path).
+static void block_values(int type, const uint8_t *block, float *w) {
+    switch (type) {
+    case RECR1_Q4_1: {
+        float d = half_to_float(block), m = half_to_float(block + 2);
+        for (int j = 0; j < 16; j++) {
+            w[j] = d * (float)(block[4 + j] & 15) + m;
+            w[j + 16] = d * (float)(block[4 + j] >> 4) + m;
+        }
+        break;
+    }
+    case RECR1_Q4_0: {
+        float d = half_to_float(block);
+        for (int j = 0; j < 16; j++) {
+            w[j] = d * (float)((block[2 + j] & 15) - 8);
+            w[j + 16] = d * (float)((block[2 + j] >> 4) - 8);
+        }
+        break;
+    }
+    default: {  // Q8_0
+        float d = half_to_float(block);
+        for (int j = 0; j < 32; j++) w[j] = d * (float)(int8_t)block[2 + j];
+    }
+    }
+}
+
+int recr1_block_bytes(int type) { return type == RECR1_Q4_1 ? 20 : type == RECR1_Q4_0 ? 18 : 34; }
+
+static void quantized_rows_portable(int type, int m, int n0, int n1, int k, const float *x, const uint8_t *w,
+                                    float *out, int ldo, float beta) {
+    const int blocks = k / 32, bytes = recr1_block_bytes(type);
+    float values[32];
+    for (int n = n0; n < n1; n++) {
+        const uint8_t *row = w + (size_t)n * blocks * bytes;
+        for (int r = 0; r < m; r++) {
+            const float *xr = x + (size_t)r * k;
+            float sum = 0;
+            for (int b = 0; b < blocks; b++) {
+                block_values(type, row + (size_t)b * bytes, values);
+                for (int j = 0; j < 32; j++) sum += xr[b * 32 + j] * values[j];
+            }
+            float *o = out + (size_t)r * ldo + n;
+            *o = beta == 0 ? sum : beta * *o + sum;
+        }
+    }
+}
+
+#if defined(__x86_64__)
+#define AVX512 __attribute__((target("avx512f,avx512bw,f16c")))
+
+// Block b's 32 weights as two zmm vectors (weights 0..15 and 16..31).
+AVX512 static inline void decode_block(int type, const uint8_t *block, __m512 *lo, __m512 *hi) {
+    const __m512 d = _mm512_set1_ps(_cvtsh_ss(*(const uint16_t *)block));
+    if (type == RECR1_Q8_0) {
+        *lo = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(block + 2)))));
+        *hi = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(block + 18)))));
+        return;
+    }
+    const int offset = type == RECR1_Q4_1 ? 4 : 2;
+    __m512i q = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(block + offset)));
+    __m512 ql = _mm512_cvtepi32_ps(_mm512_and_si512(q, _mm512_set1_epi32(15)));
+    __m512 qh = _mm512_cvtepi32_ps(_mm512_srli_epi32(q, 4));
+    if (type == RECR1_Q4_1) {
+        const __m512 minimum = _mm512_set1_ps(_cvtsh_ss(*(const uint16_t *)(block + 2)));
+        *lo = _mm512_fmadd_ps(d, ql, minimum);
+        *hi = _mm512_fmadd_ps(d, qh, minimum);
+    } else {
+        const __m512 eight = _mm512_set1_ps(8);
+        *lo = _mm512_mul_ps(d, _mm512_sub_ps(ql, eight));
+        *hi = _mm512_mul_ps(d, _mm512_sub_ps(qh, eight));
+    }
+}
+
+// One x row (decoding a single sample): four outputs at a time with separate accumulators for the two
+// halves of each block, so that the adds of one output do not wait on each other.
+AVX512 static void quantized_row1_avx512(int type, int n0, int n1, int k, const float *x, const uint8_t *w,
+                                        float *out, float beta) {
+    const int blocks = k / 32, bytes = recr1_block_bytes(type);
+    const size_t stride = (size_t)blocks * bytes;
+    int n = n0;
+    for (; n + 4 <= n1; n += 4) {
+        __m512 acc[8];
+        for (int i = 0; i < 8; i++) acc[i] = _mm512_setzero_ps();
+        for (int b = 0; b < blocks; b++) {
+            const __m512 xlo = _mm512_loadu_ps(x + b * 32), xhi = _mm512_loadu_ps(x + b * 32 + 16);
+            for (int c = 0; c < 4; c++) {
+                __m512 lo, hi;
+                decode_block(type, w + (n + c) * stride + (size_t)b * bytes, &lo, &hi);
+                acc[2 * c] = _mm512_fmadd_ps(xlo, lo, acc[2 * c]);
+                acc[2 * c + 1] = _mm512_fmadd_ps(xhi, hi, acc[2 * c + 1]);
+            }
+        }
+        for (int c = 0; c < 4; c++) {
+            float sum = _mm512_reduce_add_ps(_mm512_add_ps(acc[2 * c], acc[2 * c + 1]));
+            out[n + c] = beta == 0 ? sum : beta * out[n + c] + sum;
+        }
+    }
+    if (n < n1) quantized_rows_portable(type, 1, n, n1, k, x, w, out, 0, beta);
+}
+
+// Rows of x are taken eight at a time; one zmm accumulator per x row and per output.
+AVX512 static void quantized_rows_avx512(
+    int type, int m, int n0, int n1, int k, const float *x, const uint8_t *w, float *out, int ldo, float beta) {
+    const int blocks = k / 32, bytes = recr1_block_bytes(type);
+    for (int r0 = 0; r0 < m; r0 += 8) {
+        const int rows = m - r0 < 8 ? m - r0 : 8;
+        const float *xs = x + (size_t)r0 * k;
+        for (int n = n0; n < n1; n++) {
+            const uint8_t *row = w + (size_t)n * blocks * bytes;
+            __m512 acc[8];
+            for (int r = 0; r < rows; r++) acc[r] = _mm512_setzero_ps();
+            for (int b = 0; b < blocks; b++) {
+                const uint8_t *block = row + (size_t)b * bytes;
+                __m512 lo, hi;
+                decode_block(type, row + (size_t)b * bytes, &lo, &hi);
+                for (int r = 0; r < rows; r++) {
+                    const float *xb = xs + (size_t)r * k + b * 32;
+                    acc[r] = _mm512_fmadd_ps(_mm512_loadu_ps(xb), lo, acc[r]);
+                    acc[r] = _mm512_fmadd_ps(_mm512_loadu_ps(xb + 16), hi, acc[r]);
+                }
+            }
+            for (int r = 0; r < rows; r++) {
+                float *o = out + (size_t)(r0 + r) * ldo + n;
+                float sum = _mm512_reduce_add_ps(acc[r]);
+                *o = beta == 0 ? sum : beta * *o + sum;
+            }
+        }
+    }
+}
+#endif
+
+void recr1_quantized_rows(int type, int m, int n0, int n1, int k, const float *x, const uint8_t *w, float *out,
+                          int ldo, float beta) {
+#if defined(__x86_64__)
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("f16c")) {
+        if (m == 1)
+            quantized_row1_avx512(type, n0, n1, k, x, w, out, beta);
+        else
+            quantized_rows_avx512(type, m, n0, n1, k, x, w, out, ldo, beta);
+        return;
+    }
+#endif
+    quantized_rows_portable(type, m, n0, n1, k, x, w, out, ldo, beta);
+}
