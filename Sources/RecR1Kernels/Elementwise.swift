@@ -1,5 +1,7 @@
-/// Element-wise kernels on contiguous fp32 rows. Written with explicit SIMD so that they vectorise
-/// without fast-math; a C kernel with run-time ISA dispatch can replace the hottest ones later.
+import CRecR1Kernels
+
+/// Element-wise kernels on contiguous fp32 rows: explicit Swift SIMD for the simple ones (they vectorise
+/// without fast-math), C with a vectorised exp for the ones that need exp (CRecR1Kernels).
 public enum Kernels {
     public typealias V = SIMD16<Float>
 
@@ -59,34 +61,14 @@ public enum Kernels {
     }
 
     /// In-place softmax of n values.
-    public static func softmax(_ x: UnsafeMutablePointer<Float>, _ n: Int) {
-        var maximum = -Float.infinity
-        for i in 0..<n { maximum = max(maximum, x[i]) }
-        var sum: Float = 0
-        for i in 0..<n {
-            let e = expf(x[i] - maximum)
-            x[i] = e
-            sum += e
-        }
-        let inverse = 1 / sum
-        for i in 0..<n { x[i] *= inverse }
-    }
+    public static func softmax(_ x: UnsafeMutablePointer<Float>, _ n: Int) { recr1_softmax(x, Int32(n)) }
 
     /// log Σ exp(x[i]), stably.
-    public static func logSumExp(_ x: UnsafePointer<Float>, _ n: Int) -> Float {
-        var maximum = -Float.infinity
-        for i in 0..<n { maximum = max(maximum, x[i]) }
-        var sum: Float = 0
-        for i in 0..<n { sum += expf(x[i] - maximum) }
-        return maximum + logf(sum)
-    }
+    public static func logSumExp(_ x: UnsafePointer<Float>, _ n: Int) -> Float { recr1_logsumexp(x, Int32(n)) }
 
     /// gate[i] = silu(gate[i]) · up[i], where silu(g) = g / (1 + e^-g).
     public static func swiGLU(_ gate: UnsafeMutablePointer<Float>, _ up: UnsafePointer<Float>, _ n: Int) {
-        for i in 0..<n {
-            let g = gate[i]
-            gate[i] = g / (1 + expf(-g)) * up[i]
-        }
+        recr1_swiglu(gate, up, Int32(n))
     }
 
     /// Rotate-half RoPE on `heads` heads of `headDim` in place: for i < headDim/2, the pair

@@ -25,6 +25,12 @@ int recr1_block_bytes(int type);
 void recr1_quantized_rows(int type, int m, int n0, int n1, int k, const float *x, const unsigned char *w,
                           float *out, int ldo, float beta);
 
+// In-place softmax of n values; log(sum(exp(x))) computed stably; gate[i] = silu(gate[i]) * up[i].
+// Vectorised exp (relative error about 1e-7) where AVX-512 exists, libm's expf elsewhere.
+void recr1_softmax(float *x, int n);
+float recr1_logsumexp(const float *x, int n);
+void recr1_swiglu(float *gate, const float *up, int n);
+
 #ifdef __cplusplus
 }
 #endif
