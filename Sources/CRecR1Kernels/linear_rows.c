@@ -73,34 +73,19 @@ __attribute__((target("avx512f"))) static void block4x4_avx512(int k, const floa
         for (int c = 0; c < 4; c++) store(out + (size_t)r * ldo + c, _mm512_reduce_add_ps(acc[r][c]), beta);
 }
 
-__attribute__((target("avx512f"))) static void linear_rows_avx512(int m, int n0, int n1, int k, const float *x,
-                                                                    const float *w, float *out, int ldo, float beta) {
-    int n = n0;
-    for (; n + 4 <= n1; n += 4) {
-        const float *wn = w + (size_t)n * k;
-        int r = 0;
-        for (; r + 4 <= m; r += 4) block4x4_avx512(k, x + (size_t)r * k, wn, out + (size_t)r * ldo + n, ldo, beta);
-        for (; r < m; r++) block1x4(k, x + (size_t)r * k, wn, out + (size_t)r * ldo + n, beta);
-    }
-    for (; n < n1; n++) {
-        const float *wn = w + (size_t)n * k;
-        for (int r = 0; r < m; r++) {
-            float a = 0;
-            for (int i = 0; i < k; i++) a += x[(size_t)r * k + i] * wn[i];
-            store(out + (size_t)r * ldo + n, a, beta);
-        }
-    }
-}
 #endif
 
+typedef void (*block4x4_fn)(int k, const float *x, const float *w, float *out, int ldo, float beta);
+
+// 4 x 4 blocks where they fit, then single rows, then single outputs.
 MULTI_ISA
-static void linear_rows_portable(int m, int n0, int n1, int k, const float *x, const float *w, float *out, int ldo,
-                                 float beta) {
+static void linear_rows_blocked(block4x4_fn block, int m, int n0, int n1, int k, const float *x, const float *w,
+                                float *out, int ldo, float beta) {
     int n = n0;
     for (; n + 4 <= n1; n += 4) {
         const float *wn = w + (size_t)n * k;
         int r = 0;
-        for (; r + 4 <= m; r += 4) block4x4(k, x + (size_t)r * k, wn, out + (size_t)r * ldo + n, ldo, beta);
+        for (; r + 4 <= m; r += 4) block(k, x + (size_t)r * k, wn, out + (size_t)r * ldo + n, ldo, beta);
         for (; r < m; r++) block1x4(k, x + (size_t)r * k, wn, out + (size_t)r * ldo + n, beta);
     }
     for (; n < n1; n++) {  // the last few outputs, one at a time
@@ -118,9 +103,9 @@ void recr1_linear_rows(int m, int n0, int n1, int k, const float *x, const float
                        float beta) {
 #if defined(__x86_64__)
     if (__builtin_cpu_supports("avx512f")) {
-        linear_rows_avx512(m, n0, n1, k, x, w, out, ldo, beta);
+        linear_rows_blocked(block4x4_avx512, m, n0, n1, k, x, w, out, ldo, beta);
         return;
     }
 #endif
-    linear_rows_portable(m, n0, n1, k, x, w, out, ldo, beta);
+    linear_rows_blocked(block4x4, m, n0, n1, k, x, w, out, ldo, beta);
 }

@@ -19,18 +19,16 @@ public final class Decoder {
     }
 
     /// Loads a GGUF file or a Hugging Face directory (config.json + safetensors).
-    public static func load(path: String) throws -> Decoder {
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
-            throw FormatError((path as NSString).lastPathComponent, "no such file or directory")
+    public static func load(path: String) throws -> Decoder { try load(ModelSource.open(path)) }
+
+    public static func load(_ source: ModelSource) throws -> Decoder {
+        switch source {
+        case .gguf(let gguf):
+            let config = try ModelConfig(gguf: gguf)
+            return Decoder(config: config, weights: try ModelWeights(gguf: gguf, config: config))
+        case .huggingFace(_, let config, let tensors):
+            return Decoder(config: config, weights: try ModelWeights(safetensors: tensors, config: config))
         }
-        if isDirectory.boolValue {
-            let config = try ModelConfig(configJSON: path + "/config.json")
-            return Decoder(config: config, weights: try ModelWeights(safetensors: SafetensorsSet(directory: path), config: config))
-        }
-        let gguf = try GGUFFile(path: path)
-        let config = try ModelConfig(gguf: gguf)
-        return Decoder(config: config, weights: try ModelWeights(gguf: gguf, config: config))
     }
 
     /// One row of a forward batch: a token at a position of a KV-cache slot.

@@ -32,28 +32,20 @@ public final class Policy {
 
     /// Loads a GGUF file or a Hugging Face directory (config.json, safetensors, tokenizer.json).
     public static func load(path: String) throws -> Policy {
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
-            throw FormatError((path as NSString).lastPathComponent, "no such file or directory")
+        let source = try ModelSource.open(path)
+        let decoder = try Decoder.load(source)
+        let tokenizer: Tokenizer
+        let name: String
+        switch source {
+        case .gguf(let gguf):
+            tokenizer = try Tokenizer(gguf: gguf)
+            name = gguf.metadata["general.name"]?.string ?? (path as NSString).lastPathComponent
+        case .huggingFace(let directory, _, _):
+            tokenizer = try Tokenizer(tokenizerJSON: directory + "/tokenizer.json")
+            name = (directory as NSString).lastPathComponent
         }
-        if isDirectory.boolValue {
-            let config = try ModelConfig(configJSON: path + "/config.json")
-            let tensors = try SafetensorsSet(directory: path)
-            let weights = try ModelWeights(safetensors: tensors, config: config)
-            let tokenizer = try Tokenizer(tokenizerJSON: path + "/tokenizer.json")
-            let types = Set(tensors.names.compactMap { tensors.info($0)?.dtype })
-            return Policy(decoder: Decoder(config: config, weights: weights), tokenizer: tokenizer,
-                          description: Description(name: (path as NSString).lastPathComponent, source: path,
-                                                   weightsType: types.sorted().joined(separator: "+")))
-        }
-        let gguf = try GGUFFile(path: path)
-        let config = try ModelConfig(gguf: gguf)
-        let weights = try ModelWeights(gguf: gguf, config: config)
-        let tokenizer = try Tokenizer(gguf: gguf)
-        let types = Set(gguf.tensorInfos.map(\.type.description))
-        let name = gguf.metadata["general.name"]?.string ?? (path as NSString).lastPathComponent
-        return Policy(decoder: Decoder(config: config, weights: weights), tokenizer: tokenizer,
-                      description: Description(name: name, source: path, weightsType: types.sorted().joined(separator: "+")))
+        return Policy(decoder: decoder, tokenizer: tokenizer,
+                      description: Description(name: name, source: path, weightsType: source.storedTypes))
     }
 
     public var config: ModelConfig { decoder.config }
