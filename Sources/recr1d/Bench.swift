@@ -32,6 +32,8 @@ struct Bench: ParsableCommand {
     var referenceScript = "scripts/reference/bench_torch.py"
     @Option(help: "Python for the reference.")
     var python = "python3"
+    @Flag(help: "Decode with the fp32 weights instead of the file's quantised blocks.")
+    var fp32Weights = false
 
     static let userWords = ("Please write a short, friendly paragraph for a new visitor explaining how a lighthouse works, why "
         + "its light rotates, how sailors use the pattern of flashes to know which lighthouse they are looking "
@@ -40,6 +42,9 @@ struct Bench: ParsableCommand {
 
     func run() throws {
         try BLAS.load(threads: threads)
+        MatMul.threads = threads
+        Parallel.threads = threads
+        MatMul.useQuantized = !fp32Weights
         progress("loading the model")
         let loadStart = ContinuousClock.now
         let policy = try Policy.load(path: model ?? DefaultModel.locate())
@@ -47,7 +52,9 @@ struct Bench: ParsableCommand {
         let prompt = try chatPrompt(policy.tokenizer, tokens: 84)
 
         var result: [String: Any] = [
-            "engine": "recr1d \(RecR1Version.current)", "matmul": "openblas fp32", "blas_core": BLAS.core,
+            "engine": "recr1d \(RecR1Version.current)", "blas_core": BLAS.core,
+            "matmul": "fp32 arithmetic: OpenBLAS GEMM above \(MatMul.skinnyRowLimit) rows; at most \(MatMul.skinnyRowLimit) rows, "
+                + (fp32Weights ? "the skinny C kernel on fp32 weights" : "the C kernel on the file's quantised blocks where it has them"),
             "threads": threads, "repeats": repeats, "prompt_tokens": prompt.count,
             "load_seconds": rounded(loadSeconds, 2),
         ]
