@@ -1,16 +1,24 @@
-/// A growable fp32 buffer owned by a workspace; `p` points at its first element. Resizing discards the
+/// A growable fp32 buffer owned by a workspace; `p` points at its first element. Growing discards the
 /// contents (workspaces hold scratch that every pass overwrites).
-struct Buffer {
+final class Buffer {
     private(set) var p: UnsafeMutablePointer<Float> = .allocate(capacity: 1)
     private(set) var count = 0
 
-    mutating func resize(_ newCount: Int) {
+    init() {}
+
+    init(zeros count: Int) { resize(count) }
+
+    func resize(_ newCount: Int) {
         guard newCount > count else { return }
         p.deallocate()
         p = .allocate(capacity: newCount)
         p.initialize(repeating: 0, count: newCount)
         count = newCount
     }
+
+    func zero() { p.update(repeating: 0, count: count) }
+
+    deinit { p.deallocate() }
 }
 
 extension UnsafeMutablePointer where Pointee == Float {

@@ -47,13 +47,13 @@ public final class Decoder {
     final class Workspace {
         private(set) var rows = 0
         private(set) var context = 0
-        var x = Buffer(), xNorm = Buffer()       // [rows × dim] the residual stream, and its normalised copy
-        var q = Buffer(), attention = Buffer()   // [rows × qDim]
-        var k = Buffer(), v = Buffer()           // [rows × kvDim]
-        var gate = Buffer(), up = Buffer()       // [rows × ffnDim]
-        var cos = Buffer(), sin = Buffer()       // [rows × headDim/2] RoPE of each row's position
-        var scores = Buffer()                    // [context] one head's attention weights
-        var runScores = Buffer()                 // [run rows × positions] one head's weights for a run
+        let x = Buffer(), xNorm = Buffer()       // [rows × dim] the residual stream, and its normalised copy
+        let q = Buffer(), attention = Buffer()   // [rows × qDim]
+        let k = Buffer(), v = Buffer()           // [rows × kvDim]
+        let gate = Buffer(), up = Buffer()       // [rows × ffnDim]
+        let cos = Buffer(), sin = Buffer()       // [rows × headDim/2] RoPE of each row's position
+        let scores = Buffer()                    // [context] one head's attention weights
+        let runScores = Buffer()                 // [run rows × positions] one head's weights for a run
 
         func ensure(rows: Int, config c: ModelConfig, context: Int) {
             if rows > self.rows {

@@ -1,0 +1,342 @@
+import Foundation
+import RecR1Kernels
+
+/// Gradients of every parameter of a decoder, laid out like `ModelWeights`.
+public final class LayerGradients {
+    public var attnNorm, wq, wk, wv, bq, bk, bv, wo, ffnNorm, wGate, wUp, wDown: [Float]
+
+    init(_ c: ModelConfig) {
+        func zeros(_ n: Int) -> [Float] { [Float](repeating: 0, count: n) }
+        attnNorm = zeros(c.dim); ffnNorm = zeros(c.dim)
+        wq = zeros(c.qDim * c.dim); wk = zeros(c.kvDim * c.dim); wv = zeros(c.kvDim * c.dim); wo = zeros(c.dim * c.qDim)
+        bq = zeros(c.qkvBias ? c.qDim : 0); bk = zeros(c.qkvBias ? c.kvDim : 0); bv = zeros(c.qkvBias ? c.kvDim : 0)
+        wGate = zeros(c.ffnDim * c.dim); wUp = zeros(c.ffnDim * c.dim); wDown = zeros(c.dim * c.ffnDim)
+    }
+}
+
+public final class ModelGradients {
+    public var tokenEmbedding: [Float]
+    public var layers: [LayerGradients]
+    public var finalNorm: [Float]
+    /// Empty when the head is tied to the embedding (its gradient is added to `tokenEmbedding`).
+    public var lmHead: [Float]
+
+    public init(config c: ModelConfig) {
+        tokenEmbedding = [Float](repeating: 0, count: c.vocabSize * c.dim)
+        layers = (0..<c.layers).map { _ in LayerGradients(c) }
+        finalNorm = [Float](repeating: 0, count: c.dim)
+        lmHead = [Float](repeating: 0, count: c.tiedEmbeddings ? 0 : c.vocabSize * c.dim)
+    }
+}
+
+/// The forward pass with every activation the backward pass needs, and the backward pass, layer by layer
+/// in reverse. A batch is whole sequences: each attends causally within itself, with no cache. The loss is
+/// the caller's: `forward` returns the log-probs of chosen tokens, and `backward` takes dLoss/dlog-prob
+/// of each, so that GRPO, DPO and SFT all meet the engine at the same place.
+public final class TrainingPass {
+    public let decoder: Decoder
+    private var config: ModelConfig { decoder.config }
+
+    /// What one layer's backward pass reads, saved by the forward pass. [rows × n] unless noted.
+    final class LayerActivations {
+        let xIn = Buffer()                 // the layer's input (residual stream)
+        let xn1 = Buffer(), r1 = Buffer()  // attention RMSNorm output, and 1/rms per row [rows]
+        let q = Buffer(), k = Buffer(), v = Buffer()  // after RoPE (q, k)
+        let probs = Buffer()               // attention weights: per sequence, per head, [T × T]
+        let att = Buffer()                 // attention output, before Wo
+        let h = Buffer()                   // residual stream after attention
+        let xn2 = Buffer(), r2 = Buffer()  // MLP RMSNorm output, and 1/rms
+        let gate = Buffer(), up = Buffer(), act = Buffer()  // before SiLU, up, and silu(gate) ⊙ up
+    }
+
+    private var layers: [LayerActivations] = []
+    private let xFinal = Buffer(), normed = Buffer(), rFinal = Buffer()
+    private let cos = Buffer(), sin = Buffer()
+    private var sequences: [[Int32]] = []
+    private var starts: [Int] = []        // first row of each sequence
+    private var probsStarts: [Int] = []   // offset of each sequence's attention weights
+    private var targets: [(row: Int, token: Int32)] = []  // the row whose logits predict the token
+    private var logSumExps: [Float] = []
+    private var rows = 0
+    /// Rows of logits computed at once (vocab-wide rows are large).
+    public var logitChunk = 128
+
+    public init(decoder: Decoder) {
+        self.decoder = decoder
+    }
+
+    /// Log-probs of the tokens at `scored[s]` (indices ≥ 1 into `sequences[s]`), each given the tokens before it.
+    public func forward(sequences: [[Int32]], scored: [Range<Int>]) -> [[Float]] {
+        precondition(sequences.count == scored.count)
+        let c = config, w = decoder.weights
+        self.sequences = sequences
+        starts = []; probsStarts = []; targets = []
+        var row = 0, probsOffset = 0
+        for (s, sequence) in sequences.enumerated() {
+            precondition(scored[s].lowerBound >= 1 && scored[s].upperBound <= sequence.count)
+            starts.append(row); probsStarts.append(probsOffset)
+            for t in scored[s] { targets.append((row + t - 1, sequence[t])) }
+            row += sequence.count
+            probsOffset += c.heads * sequence.count * sequence.count
+        }
+        rows = row
+        while layers.count < c.layers { layers.append(LayerActivations()) }
+
+        // Embedding and RoPE tables (position = index within the sequence).
+        let x = Buffer(zeros: rows * c.dim)
+        let half = c.headDim / 2
+        cos.resize(rows * half); sin.resize(rows * half)
+        for (s, sequence) in sequences.enumerated() {
+            for (t, token) in sequence.enumerated() {
+                let r = starts[s] + t
+                (x.p + r * c.dim).update(from: w.tokenEmbedding, offset: Int(token) * c.dim, count: c.dim)
+                for i in 0..<half {
+                    let angle = Float(t) * powf(c.ropeTheta, -Float(2 * i) / Float(c.headDim))
+                    cos.p[r * half + i] = cosf(angle)
+                    sin.p[r * half + i] = sinf(angle)
+                }
+            }
+        }
+
+        for l in 0..<c.layers {
+            let a = layers[l], lw = w.layers[l]
+            for b in [a.xIn, a.xn1, a.h, a.xn2] { b.resize(rows * c.dim) }
+            for b in [a.q, a.att] { b.resize(rows * c.qDim) }
+            for b in [a.k, a.v] { b.resize(rows * c.kvDim) }
+            for b in [a.gate, a.up, a.act] { b.resize(rows * c.ffnDim) }
+            a.r1.resize(rows); a.r2.resize(rows); a.probs.resize(probsOffset)
+
+            a.xIn.p.update(from: x.p, count: rows * c.dim)
+            for r in 0..<rows { a.r1.p[r] = Kernels.rmsNorm(a.xn1.p + r * c.dim, x.p + r * c.dim, lw.attnNorm, c.dim, eps: c.normEps) }
+            MatMul.linear(a.q.p, a.xn1.p, lw.wq, bias: lw.bq, rows: rows, inDim: c.dim, outDim: c.qDim)
+            MatMul.linear(a.k.p, a.xn1.p, lw.wk, bias: lw.bk, rows: rows, inDim: c.dim, outDim: c.kvDim)
+            MatMul.linear(a.v.p, a.xn1.p, lw.wv, bias: lw.bv, rows: rows, inDim: c.dim, outDim: c.kvDim)
+            for r in 0..<rows {
+                Kernels.rope(a.q.p + r * c.qDim, heads: c.heads, headDim: c.headDim, cos: cos.p + r * half, sin: sin.p + r * half)
+                Kernels.rope(a.k.p + r * c.kvDim, heads: c.kvHeads, headDim: c.headDim, cos: cos.p + r * half, sin: sin.p + r * half)
+            }
+            attentionForward(a)
+            MatMul.linear(x.p, a.att.p, lw.wo, rows: rows, inDim: c.qDim, outDim: c.dim, accumulate: true)
+
+            a.h.p.update(from: x.p, count: rows * c.dim)
+            for r in 0..<rows { a.r2.p[r] = Kernels.rmsNorm(a.xn2.p + r * c.dim, x.p + r * c.dim, lw.ffnNorm, c.dim, eps: c.normEps) }
+            MatMul.linear(a.gate.p, a.xn2.p, lw.wGate, rows: rows, inDim: c.dim, outDim: c.ffnDim)
+            MatMul.linear(a.up.p, a.xn2.p, lw.wUp, rows: rows, inDim: c.dim, outDim: c.ffnDim)
+            a.act.p.update(from: a.gate.p, count: rows * c.ffnDim)
+            Kernels.swiGLU(a.act.p, a.up.p, rows * c.ffnDim)
+            MatMul.linear(x.p, a.act.p, lw.wDown, rows: rows, inDim: c.ffnDim, outDim: c.dim, accumulate: true)
+        }
+
+        xFinal.resize(rows * c.dim); normed.resize(rows * c.dim); rFinal.resize(rows)
+        xFinal.p.update(from: x.p, count: rows * c.dim)
+        for r in 0..<rows { rFinal.p[r] = Kernels.rmsNorm(normed.p + r * c.dim, x.p + r * c.dim, w.finalNorm, c.dim, eps: c.normEps) }
+
+        // log p(token) = logit[token] - logsumexp(logits), over chunks of target rows.
+        logSumExps = [Float](repeating: 0, count: targets.count)
+        var logprobs = [Float](repeating: 0, count: targets.count)
+        forEachLogitChunk { range, logits in
+            for (i, target) in zip(range, targets[range]) {
+                let line = logits + (i - range.lowerBound) * c.vocabSize
+                logSumExps[i] = Kernels.logSumExp(line, c.vocabSize)
+                logprobs[i] = line[Int(target.token)] - logSumExps[i]
+            }
+        }
+        var result: [[Float]] = []
+        var next = 0
+        for range in scored {
+            result.append(Array(logprobs[next..<(next + range.count)]))
+            next += range.count
+        }
+        return result
+    }
+
+    /// Computes the logits of chunks of target rows into a scratch buffer and hands each chunk over.
+    private func forEachLogitChunk(_ body: (Range<Int>, UnsafeMutablePointer<Float>) -> Void) {
+        let c = config
+        let head = decoder.weights.lmHead ?? decoder.weights.tokenEmbedding
+        let chunkRows = Buffer(zeros: min(logitChunk, max(1, targets.count)) * c.dim)
+        let logits = Buffer(zeros: min(logitChunk, max(1, targets.count)) * c.vocabSize)
+        var start = 0
+        while start < targets.count {
+            let range = start..<min(start + logitChunk, targets.count)
+            for (i, target) in targets[range].enumerated() {
+                (chunkRows.p + i * c.dim).update(from: normed.p + target.row * c.dim, count: c.dim)
+            }
+            MatMul.linear(logits.p, chunkRows.p, head, rows: range.count, inDim: c.dim, outDim: c.vocabSize)
+            body(range, logits.p)
+            start = range.upperBound
+        }
+    }
+
+    private func attentionForward(_ a: LayerActivations) {
+        let c = config, group = c.heads / c.kvHeads
+        let scale = 1 / Float(c.headDim).squareRoot()
+        for (s, sequence) in sequences.enumerated() {
+            let T = sequence.count, base = starts[s]
+            for h in 0..<c.heads {
+                let kvOffset = (h / group) * c.headDim
+                let P = a.probs.p + probsStarts[s] + h * T * T
+                for i in 0..<T {
+                    let query = a.q.p + (base + i) * c.qDim + h * c.headDim
+                    let line = P + i * T
+                    for j in 0...i { line[j] = Kernels.dot(query, a.k.p + (base + j) * c.kvDim + kvOffset, c.headDim) * scale }
+                    Kernels.softmax(line, i + 1)
+                    (line + i + 1).update(repeating: 0, count: T - i - 1)
+                    let out = a.att.p + (base + i) * c.qDim + h * c.headDim
+                    out.update(repeating: 0, count: c.headDim)
+                    for j in 0...i { Kernels.axpy(line[j], a.v.p + (base + j) * c.kvDim + kvOffset, out, c.headDim) }
+                }
+            }
+        }
+    }
+
+    /// Adds to `gradients` the gradient of the loss whose derivatives with respect to the log-probs that
+    /// `forward` returned are `dLogprobs` (same shape).
+    public func backward(_ dLogprobs: [[Float]], into g: ModelGradients) {
+        let c = config, w = decoder.weights
+        let dFlat = dLogprobs.flatMap { $0 }
+        precondition(dFlat.count == targets.count, "one derivative per scored token")
+
+        // Head: dlogits = dlogp · (onehot(token) - softmax(logits)).
+        let dNormed = Buffer(zeros: rows * c.dim)
+        let dChunk = Buffer(zeros: min(logitChunk, max(1, targets.count)) * c.dim)
+        let normedChunk = Buffer(zeros: min(logitChunk, max(1, targets.count)) * c.dim)
+        let head = w.lmHead ?? w.tokenEmbedding
+        forEachLogitChunk { range, logits in
+            for (i, target) in zip(range, targets[range]) {
+                let line = logits + (i - range.lowerBound) * c.vocabSize
+                let d = dFlat[i], lse = logSumExps[i]
+                for v in 0..<c.vocabSize { line[v] = -d * expf(line[v] - lse) }
+                line[Int(target.token)] += d
+                (normedChunk.p + (i - range.lowerBound) * c.dim).update(from: normed.p + target.row * c.dim, count: c.dim)
+            }
+            // dNormed[rows] = dlogits · W;  dW += dlogitsᵀ · normed
+            BLAS.sgemm(transA: false, transB: false, m: range.count, n: c.dim, k: c.vocabSize, a: logits, lda: c.vocabSize,
+                       b: head, ldb: c.dim, c: dChunk.p, ldc: c.dim)
+            for (i, target) in targets[range].enumerated() {
+                Kernels.axpy(1, dChunk.p + i * c.dim, dNormed.p + target.row * c.dim, c.dim)
+            }
+            if c.tiedEmbeddings {
+                BLAS.sgemm(transA: true, transB: false, m: c.vocabSize, n: c.dim, k: range.count, a: logits, lda: c.vocabSize,
+                           b: normedChunk.p, ldb: c.dim, beta: 1, c: &g.tokenEmbedding, ldc: c.dim)
+            } else {
+                BLAS.sgemm(transA: true, transB: false, m: c.vocabSize, n: c.dim, k: range.count, a: logits, lda: c.vocabSize,
+                           b: normedChunk.p, ldb: c.dim, beta: 1, c: &g.lmHead, ldc: c.dim)
+            }
+        }
+        let dx = Buffer(zeros: rows * c.dim)
+        rmsNormBackward(dx: dx.p, dWeight: &g.finalNorm, dy: dNormed.p, x: xFinal.p, weight: w.finalNorm, inverseRMS: rFinal.p, accumulate: false)
+
+        let dxn = Buffer(zeros: rows * c.dim)
+        let dAct = Buffer(zeros: rows * c.ffnDim), dUp = Buffer(zeros: rows * c.ffnDim)
+        let dAtt = Buffer(zeros: rows * c.qDim), dq = Buffer(zeros: rows * c.qDim)
+        let dk = Buffer(zeros: rows * c.kvDim), dv = Buffer(zeros: rows * c.kvDim)
+        for l in (0..<c.layers).reversed() {
+            let a = layers[l], lw = w.layers[l], lg = g.layers[l]
+            // MLP: x = h + act · Wdownᵀ, act = silu(gate) ⊙ up.
+            linearBackward(dIn: dAct.p, dWeight: &lg.wDown, dOut: dx.p, input: a.act.p, weight: lw.wDown, inDim: c.ffnDim, outDim: c.dim)
+            for i in 0..<(rows * c.ffnDim) {
+                let gate = a.gate.p[i], sigmoid = 1 / (1 + expf(-gate))
+                dUp.p[i] = dAct.p[i] * gate * sigmoid
+                dAct.p[i] = dAct.p[i] * a.up.p[i] * sigmoid * (1 + gate * (1 - sigmoid))  // now d(gate)
+            }
+            linearBackward(dIn: dxn.p, dWeight: &lg.wGate, dOut: dAct.p, input: a.xn2.p, weight: lw.wGate, inDim: c.dim, outDim: c.ffnDim)
+            linearBackward(dIn: dxn.p, dWeight: &lg.wUp, dOut: dUp.p, input: a.xn2.p, weight: lw.wUp, inDim: c.dim, outDim: c.ffnDim, accumulateInput: true)
+            rmsNormBackward(dx: dx.p, dWeight: &lg.ffnNorm, dy: dxn.p, x: a.h.p, weight: lw.ffnNorm, inverseRMS: a.r2.p, accumulate: true)
+
+            // Attention: h = xIn + att · Woᵀ.
+            linearBackward(dIn: dAtt.p, dWeight: &lg.wo, dOut: dx.p, input: a.att.p, weight: lw.wo, inDim: c.qDim, outDim: c.dim)
+            attentionBackward(a, dAtt: dAtt.p, dq: dq.p, dk: dk.p, dv: dv.p)
+            let half = c.headDim / 2
+            let negativeSin = Buffer(zeros: half)
+            for r in 0..<rows {  // RoPE's backward is the rotation by the opposite angle
+                for i in 0..<half { negativeSin.p[i] = -sin.p[r * half + i] }
+                Kernels.rope(dq.p + r * c.qDim, heads: c.heads, headDim: c.headDim, cos: cos.p + r * half, sin: negativeSin.p)
+                Kernels.rope(dk.p + r * c.kvDim, heads: c.kvHeads, headDim: c.headDim, cos: cos.p + r * half, sin: negativeSin.p)
+            }
+            if c.qkvBias {
+                for r in 0..<rows {
+                    Kernels.axpy(1, dq.p + r * c.qDim, &lg.bq, c.qDim)
+                    Kernels.axpy(1, dk.p + r * c.kvDim, &lg.bk, c.kvDim)
+                    Kernels.axpy(1, dv.p + r * c.kvDim, &lg.bv, c.kvDim)
+                }
+            }
+            linearBackward(dIn: dxn.p, dWeight: &lg.wq, dOut: dq.p, input: a.xn1.p, weight: lw.wq, inDim: c.dim, outDim: c.qDim)
+            linearBackward(dIn: dxn.p, dWeight: &lg.wk, dOut: dk.p, input: a.xn1.p, weight: lw.wk, inDim: c.dim, outDim: c.kvDim, accumulateInput: true)
+            linearBackward(dIn: dxn.p, dWeight: &lg.wv, dOut: dv.p, input: a.xn1.p, weight: lw.wv, inDim: c.dim, outDim: c.kvDim, accumulateInput: true)
+            rmsNormBackward(dx: dx.p, dWeight: &lg.attnNorm, dy: dxn.p, x: a.xIn.p, weight: lw.attnNorm, inverseRMS: a.r1.p, accumulate: true)
+        }
+        // Embedding: each row's gradient goes to its token's row.
+        for (s, sequence) in sequences.enumerated() {
+            for (t, token) in sequence.enumerated() {
+                g.tokenEmbedding.withUnsafeMutableBufferPointer { e in
+                    Kernels.axpy(1, dx.p + (starts[s] + t) * c.dim, e.baseAddress! + Int(token) * c.dim, c.dim)
+                }
+            }
+        }
+    }
+
+    /// For out = input · Wᵀ ([rows × outDim]): dInput (=, or += with accumulateInput) dOut · W, and dW += dOutᵀ · input.
+    private func linearBackward(dIn: UnsafeMutablePointer<Float>, dWeight: inout [Float], dOut: UnsafePointer<Float>,
+                                input: UnsafePointer<Float>, weight: [Float], inDim: Int, outDim: Int, accumulateInput: Bool = false) {
+        BLAS.sgemm(transA: false, transB: false, m: rows, n: inDim, k: outDim, a: dOut, lda: outDim, b: weight, ldb: inDim,
+                   beta: accumulateInput ? 1 : 0, c: dIn, ldc: inDim)
+        BLAS.sgemm(transA: true, transB: false, m: outDim, n: inDim, k: rows, a: dOut, lda: outDim, b: input, ldb: inDim,
+                   beta: 1, c: &dWeight, ldc: inDim)
+    }
+
+    /// y = x · r · w with r = 1/rms(x): dw += Σ dy ⊙ x · r, and dx (= or +=) r · g − r³ · x · Σ(g ⊙ x) / n with g = dy ⊙ w.
+    private func rmsNormBackward(dx: UnsafeMutablePointer<Float>, dWeight: inout [Float], dy: UnsafePointer<Float>,
+                                 x: UnsafePointer<Float>, weight: [Float], inverseRMS: UnsafePointer<Float>, accumulate: Bool) {
+        let n = config.dim
+        for r in 0..<rows {
+            let dyRow = dy + r * n, xRow = x + r * n, dxRow = dx + r * n, inv = inverseRMS[r]
+            var gx: Float = 0
+            for i in 0..<n {
+                dWeight[i] += dyRow[i] * xRow[i] * inv
+                gx += dyRow[i] * weight[i] * xRow[i]
+            }
+            let correction = inv * inv * inv * gx / Float(n)
+            for i in 0..<n {
+                let value = inv * dyRow[i] * weight[i] - correction * xRow[i]
+                dxRow[i] = accumulate ? dxRow[i] + value : value
+            }
+        }
+    }
+
+    /// Per sequence and head, with P the saved weights: dP = dOut · Vᵀ, dV += Pᵀ · dOut,
+    /// dS = P ⊙ (dP − rowsum(P ⊙ dP)), dQ = dS · K / √d, dK += dSᵀ · Q / √d.
+    private func attentionBackward(_ a: LayerActivations, dAtt: UnsafePointer<Float>, dq: UnsafeMutablePointer<Float>,
+                                   dk: UnsafeMutablePointer<Float>, dv: UnsafeMutablePointer<Float>) {
+        let c = config, group = c.heads / c.kvHeads
+        let scale = 1 / Float(c.headDim).squareRoot()
+        dq.update(repeating: 0, count: rows * c.qDim)
+        dk.update(repeating: 0, count: rows * c.kvDim)
+        dv.update(repeating: 0, count: rows * c.kvDim)
+        for (s, sequence) in sequences.enumerated() {
+            let T = sequence.count, base = starts[s]
+            var dScores = [Float](repeating: 0, count: T)
+            for h in 0..<c.heads {
+                let kvOffset = (h / group) * c.headDim
+                let P = a.probs.p + probsStarts[s] + h * T * T
+                for i in 0..<T {
+                    let dOut = dAtt + (base + i) * c.qDim + h * c.headDim
+                    let query = a.q.p + (base + i) * c.qDim + h * c.headDim
+                    let dQuery = dq + (base + i) * c.qDim + h * c.headDim
+                    var weighted: Float = 0
+                    for j in 0...i {
+                        let value = a.v.p + (base + j) * c.kvDim + kvOffset
+                        dScores[j] = Kernels.dot(dOut, value, c.headDim)
+                        weighted += P[i * T + j] * dScores[j]
+                        Kernels.axpy(P[i * T + j], dOut, dv + (base + j) * c.kvDim + kvOffset, c.headDim)
+                    }
+                    for j in 0...i {
+                        let dS = P[i * T + j] * (dScores[j] - weighted) * scale
+                        Kernels.axpy(dS, a.k.p + (base + j) * c.kvDim + kvOffset, dQuery, c.headDim)
+                        Kernels.axpy(dS, query, dk + (base + j) * c.kvDim + kvOffset, c.headDim)
+                    }
+                }
+            }
+        }
+    }
+}
