@@ -102,3 +102,57 @@ extension ModelWeights {
         parameter.nudge(&self, index, delta)
     }
 }
+
+/// The backward pass on SmolLM2 against PyTorch autograd (scripts/reference/make_golden_gradients.py).
+final class GradientParityTests: XCTestCase {
+    func testGradientsMatchPyTorchAutograd() throws {
+        let model = try XCTUnwrap(ParityTests.model)
+        let data = try Data(contentsOf: ParityTests.golden.appendingPathComponent("gradients-smollm2.json"))
+        let golden = try XCTUnwrap(JSONSerialization.jsonObject(with: data) as? [String: Any])
+        let sequences = (golden["sequences"] as! [[Int]]).map { $0.map(Int32.init) }
+        let scored = (golden["scored"] as! [[Int]]).map { $0[0]..<$0[1] }
+        let coefficient = Float(golden["coefficient"] as! Double)
+
+        let pass = TrainingPass(decoder: model)
+        let logprobs = pass.forward(sequences: sequences, scored: scored)
+        let loss = logprobs.flatMap { $0 }.reduce(0) { $0 + coefficient * $1 }
+        XCTAssertEqual(Double(loss), golden["loss_value"] as! Double, accuracy: 1e-4)
+        let gradients = ModelGradients(config: model.config)
+        pass.backward(logprobs.map { $0.map { _ in coefficient } }, into: gradients)
+
+        func ours(_ name: String) -> [Float]? {
+            let parts = name.split(separator: ".")
+            if name == "model.embed_tokens.weight" { return gradients.tokenEmbedding }
+            if name == "model.norm.weight" { return gradients.finalNorm }
+            guard parts.count >= 5, let l = Int(parts[2]) else { return nil }
+            let layer = gradients.layers[l]
+            switch parts[3...].joined(separator: ".") {
+            case "input_layernorm.weight": return layer.attnNorm
+            case "post_attention_layernorm.weight": return layer.ffnNorm
+            case "self_attn.q_proj.weight": return layer.wq
+            case "self_attn.k_proj.weight": return layer.wk
+            case "self_attn.v_proj.weight": return layer.wv
+            case "self_attn.o_proj.weight": return layer.wo
+            case "mlp.gate_proj.weight": return layer.wGate
+            case "mlp.up_proj.weight": return layer.wUp
+            case "mlp.down_proj.weight": return layer.wDown
+            default: return nil
+            }
+        }
+        var worst: (error: Double, name: String) = (0, "")
+        for tensor in golden["tensors"] as! [[String: Any]] {
+            let name = tensor["name"] as! String
+            let gradient = try XCTUnwrap(ours(name), name)
+            let maxAbs = tensor["max_abs"] as! Double
+            for (index, value) in zip(tensor["indices"] as! [Int], tensor["values"] as! [Double]) {
+                let error = abs(Double(gradient[index]) - value) / maxAbs
+                if error > worst.error { worst = (error, "\(name)[\(index)]") }
+            }
+            let norm = gradient.reduce(0.0) { $0 + Double($1) * Double($1) }.squareRoot()
+            let expected = tensor["norm"] as! Double
+            XCTAssertEqual(norm, expected, accuracy: 1e-3 * expected, "\(name) norm")
+        }
+        print("gradient parity: max |Δ| / max|grad| = \(worst.error) at \(worst.name)")
+        XCTAssertLessThanOrEqual(worst.error, 1e-3, worst.name)
+    }
+}
