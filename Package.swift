@@ -42,6 +42,8 @@ let package = Package(
         .target(name: "RecR1Model", dependencies: ["RecR1Formats", "RecR1Kernels"]),
         // Sampling, generation and scoring over the decoder.
         .target(name: "RecR1Policy", dependencies: ["RecR1Model", "RecR1Tokenizer", "RecR1Kernels"]),
+        // Learning: optimiser, schedules (and, next, the GRPO / DPO / SFT losses).
+        .target(name: "RecR1Learning", dependencies: ["RecR1Model", "RecR1Kernels"]),
         // Byte-level BPE tokenizers and chat templates.
         .target(name: "RecR1Tokenizer", dependencies: ["RecR1Formats"]),
         // Transport (nng), envelope handling, handlers, configuration, systemd.
@@ -63,7 +65,7 @@ let package = Package(
         ),
         .testTarget(
             name: "RecR1EngineTests",
-            dependencies: ["RecR1Formats", "RecR1Tokenizer", "RecR1Kernels", "RecR1Model", "RecR1Policy"],
+            dependencies: ["RecR1Formats", "RecR1Tokenizer", "RecR1Kernels", "RecR1Model", "RecR1Policy", "RecR1Learning"],
             exclude: ["Golden"]
         ),
         .testTarget(
