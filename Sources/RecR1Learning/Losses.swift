@@ -1,0 +1,187 @@
+import Foundation
+
+// The losses of GRPO (and its DAPO / Dr. GRPO variants), DPO (sigmoid, IPO) and SFT, written on per-token
+// log-probs. Each returns its value, metrics, and dLoss/dlog p for every token: the engine's backward pass
+// (TrainingPass.backward) takes it from there.
+
+/// A sequence's tokens as the losses see them: log-probs under the current policy, under the policy that
+/// sampled it (GRPO's ratio), and under the reference (KL, DPO).
+public struct ScoredSequence {
+    public var logprobs: [Float]
+    public var oldLogprobs: [Float]?
+    public var referenceLogprobs: [Float]?
+
+    public init(logprobs: [Float], oldLogprobs: [Float]? = nil, referenceLogprobs: [Float]? = nil) {
+        self.logprobs = logprobs
+        self.oldLogprobs = oldLogprobs
+        self.referenceLogprobs = referenceLogprobs
+    }
+}
+
+public struct LossResult {
+    public var loss: Double
+    /// dLoss / dlog p, shaped like the input log-probs.
+    public var gradients: [[Float]]
+    public var metrics: [String: Double]
+}
+
+// MARK: - GRPO
+
+public struct GRPOSettings {
+    public enum Scaling { case group, batch, none }
+    public enum Aggregation { case tokenMean, sequenceMean, constant(maxTokens: Int) }
+    public enum KL { case k1, k2, k3 }
+
+    public var epsilonLow: Float = 0.2
+    public var epsilonHigh: Float = 0.2      // DAPO's clip-higher: e.g. 0.28
+    public var beta: Float = 0.001           // 0 = no KL term (no reference needed)
+    public var kl: KL = .k3
+    public var scaling: Scaling = .group
+    public var aggregation: Aggregation = .tokenMean
+    public var advantageEpsilon: Float = 1e-4
+
+    public init() {}
+}
+
+public enum GRPO {
+    /// Group-relative advantages: (r − mean_group) / (std + ε), std over the group (.group) or the whole
+    /// batch (.batch), or r − mean_group (.none, Dr. GRPO). std is the sample standard deviation (n − 1),
+    /// as torch.std computes it.
+    public static func advantages(_ rewards: [[Float]], scaling: GRPOSettings.Scaling, epsilon: Float) -> [[Float]] {
+        func std(_ xs: [Float]) -> Float {
+            guard xs.count > 1 else { return 0 }
+            let mean = xs.reduce(0, +) / Float(xs.count)
+            return (xs.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Float(xs.count - 1)).squareRoot()
+        }
+        let batchStd = std(rewards.flatMap { $0 })
+        return rewards.map { group in
+            let mean = group.reduce(0, +) / Float(group.count)
+            let denominator: Float
+            switch scaling {
+            case .group: denominator = std(group) + epsilon
+            case .batch: denominator = batchStd + epsilon
+            case .none: denominator = 1
+            }
+            // A group whose rewards are all equal carries no signal (and must not make 0 / 0).
+            let scale = denominator > 0 ? 1 / denominator : 0
+            return group.map { ($0 - mean) * scale }
+        }
+    }
+
+    /// Per token t of sequence i, with ratio ρ = exp(log p − log p_old):
+    ///     ℓ_t = −min(ρ·A_i, clip(ρ, 1 − ε_low, 1 + ε_high)·A_i) + β·KL_t
+    /// KL_t: k1 = log p − log p_ref, k2 = (log p − log p_ref)² / 2, k3 = e^(log p_ref − log p) − (log p_ref − log p) − 1.
+    /// Aggregated by token mean, by the mean of each sequence's token mean, or by Σ / (sequences · max tokens).
+    public static func loss(_ sequences: [ScoredSequence], advantages: [Float], settings s: GRPOSettings) -> LossResult {
+        precondition(sequences.count == advantages.count)
+        let totalTokens = sequences.reduce(0) { $0 + $1.logprobs.count }
+        var loss = 0.0, klSum = 0.0, clipped = 0
+        var gradients: [[Float]] = []
+        for (sequence, advantage) in zip(sequences, advantages) {
+            let n = sequence.logprobs.count
+            let weight: Float  // the aggregation's factor for each of this sequence's tokens
+            switch s.aggregation {
+            case .tokenMean: weight = 1 / Float(max(1, totalTokens))
+            case .sequenceMean: weight = 1 / Float(max(1, n) * sequences.count)
+            case .constant(let maxTokens): weight = 1 / Float(maxTokens * sequences.count)
+            }
+            var grads = [Float](repeating: 0, count: n)
+            for t in 0..<n {
+                let logp = sequence.logprobs[t]
+                let ratio = expf(logp - (sequence.oldLogprobs?[t] ?? logp))
+                let unclipped = ratio * advantage
+                let bounded = min(max(ratio, 1 - s.epsilonLow), 1 + s.epsilonHigh) * advantage
+                var tokenLoss: Float, d: Float
+                if unclipped <= bounded {
+                    tokenLoss = -unclipped
+                    d = -unclipped          // d(ρA)/dlog p = ρA
+                } else {
+                    tokenLoss = -bounded
+                    d = 0                   // the clipped term does not depend on log p
+                    clipped += 1
+                }
+                if s.beta != 0, let reference = sequence.referenceLogprobs?[t] {
+                    let delta = logp - reference
+                    let (kl, dKL): (Float, Float)
+                    switch s.kl {
+                    case .k1: (kl, dKL) = (delta, 1)
+                    case .k2: (kl, dKL) = (delta * delta / 2, delta)
+                    case .k3: (kl, dKL) = (expf(-delta) + delta - 1, 1 - expf(-delta))
+                    }
+                    tokenLoss += s.beta * kl
+                    d += s.beta * dKL
+                    klSum += Double(kl)
+                }
+                loss += Double(weight * tokenLoss)
+                grads[t] = weight * d
+            }
+            gradients.append(grads)
+        }
+        let tokens = Double(max(1, totalTokens))
+        return LossResult(loss: loss, gradients: gradients,
+                          metrics: ["clip_fraction": Double(clipped) / tokens, "kl": klSum / tokens])
+    }
+}
+
+// MARK: - DPO
+
+public struct DPOSettings {
+    public enum Kind { case sigmoid, ipo }
+    public var beta: Float = 0.1
+    public var labelSmoothing: Float = 0
+    public var kind: Kind = .sigmoid
+    public init() {}
+}
+
+public enum DPO {
+    /// Per pair, with h = (log π(chosen) − log π_ref(chosen)) − (log π(rejected) − log π_ref(rejected)) over
+    /// summed token log-probs and z = β·h:
+    ///     sigmoid: ℓ = −(1 − s)·log σ(z) − s·log σ(−z)          IPO: ℓ = (h − 1/(2β))²
+    /// averaged over pairs. Metrics: rewards β·(log π − log π_ref) of chosen and rejected, and their margin.
+    /// The gradients are those of the chosen sequences, then those of the rejected ones.
+    public static func loss(chosen: [ScoredSequence], rejected: [ScoredSequence], settings s: DPOSettings) -> LossResult {
+        precondition(chosen.count == rejected.count && !chosen.isEmpty)
+        func sum(_ xs: [Float]) -> Float { xs.reduce(0, +) }
+        func logSigmoid(_ x: Float) -> Float { x >= 0 ? -log1pf(expf(-x)) : x - log1pf(expf(x)) }
+        func sigmoid(_ x: Float) -> Float { 1 / (1 + expf(-x)) }
+        let pairs = Float(chosen.count)
+        var loss = 0.0, chosenReward = 0.0, rejectedReward = 0.0
+        var gradients: [[Float]] = []
+        var rejectedGradients: [[Float]] = []
+        for (c, r) in zip(chosen, rejected) {
+            let chosenLog = sum(c.logprobs) - sum(c.referenceLogprobs ?? [])
+            let rejectedLog = sum(r.logprobs) - sum(r.referenceLogprobs ?? [])
+            let h = chosenLog - rejectedLog
+            let pairLoss: Float, dh: Float
+            switch s.kind {
+            case .sigmoid:
+                let z = s.beta * h
+                pairLoss = -(1 - s.labelSmoothing) * logSigmoid(z) - s.labelSmoothing * logSigmoid(-z)
+                dh = s.beta * (-(1 - s.labelSmoothing) * sigmoid(-z) + s.labelSmoothing * sigmoid(z))
+            case .ipo:
+                let gap = h - 1 / (2 * s.beta)
+                pairLoss = gap * gap
+                dh = 2 * gap
+            }
+            loss += Double(pairLoss / pairs)
+            chosenReward += Double(s.beta * chosenLog / pairs)
+            rejectedReward += Double(s.beta * rejectedLog / pairs)
+            gradients.append(c.logprobs.map { _ in dh / pairs })            // dh/dlog π(chosen token) = 1
+            rejectedGradients.append(r.logprobs.map { _ in -dh / pairs })   // dh/dlog π(rejected token) = −1
+        }
+        return LossResult(loss: loss, gradients: gradients + rejectedGradients,
+                          metrics: ["chosen_rewards": chosenReward, "rejected_rewards": rejectedReward,
+                                    "margin": chosenReward - rejectedReward])
+    }
+}
+
+// MARK: - SFT
+
+public enum SFT {
+    /// Cross-entropy of the completion tokens: ℓ = −Σ log p / (number of completion tokens).
+    public static func loss(_ sequences: [ScoredSequence]) -> LossResult {
+        let tokens = Float(max(1, sequences.reduce(0) { $0 + $1.logprobs.count }))
+        let loss = -sequences.reduce(0.0) { $0 + Double($1.logprobs.reduce(0, +)) } / Double(tokens)
+        return LossResult(loss: loss, gradients: sequences.map { $0.logprobs.map { _ in -1 / tokens } }, metrics: [:])
+    }
+}
