@@ -42,7 +42,7 @@ let package = Package(
         .target(name: "RecR1Model", dependencies: ["RecR1Formats", "RecR1Kernels"]),
         // Sampling, generation and scoring over the decoder.
         .target(name: "RecR1Policy", dependencies: ["RecR1Model", "RecR1Tokenizer", "RecR1Kernels"]),
-        // Learning: optimiser, schedules (and, next, the GRPO / DPO / SFT losses).
+        // Learning: the GRPO / DPO / SFT losses, AdamW, clipping, schedules, full fine-tuning.
         .target(name: "RecR1Learning", dependencies: ["RecR1Model", "RecR1Kernels"]),
         // Byte-level BPE tokenizers and chat templates.
         .target(name: "RecR1Tokenizer", dependencies: ["RecR1Formats"]),

@@ -340,3 +340,29 @@ public final class TrainingPass {
         }
     }
 }
+
+extension ModelWeights {
+    /// Visits every trainable tensor with its gradient, in a fixed order (the order optimiser state is kept in).
+    public mutating func forEachParameter(_ gradients: ModelGradients, _ body: (inout [Float], [Float]) -> Void) {
+        body(&tokenEmbedding, gradients.tokenEmbedding)
+        body(&finalNorm, gradients.finalNorm)
+        if lmHead != nil { body(&lmHead!, gradients.lmHead) }
+        for l in layers.indices {
+            let g = gradients.layers[l]
+            body(&layers[l].attnNorm, g.attnNorm)
+            body(&layers[l].wq, g.wq); body(&layers[l].wk, g.wk); body(&layers[l].wv, g.wv)
+            if layers[l].bq != nil { body(&layers[l].bq!, g.bq) }
+            if layers[l].bk != nil { body(&layers[l].bk!, g.bk) }
+            if layers[l].bv != nil { body(&layers[l].bv!, g.bv) }
+            body(&layers[l].wo, g.wo)
+            body(&layers[l].ffnNorm, g.ffnNorm)
+            body(&layers[l].wGate, g.wGate); body(&layers[l].wUp, g.wUp); body(&layers[l].wDown, g.wDown)
+        }
+    }
+
+    /// Drops the file's block-format copies: after an update they no longer hold these weights.
+    public mutating func dropQuantizedCopies() {
+        for l in layers.indices { layers[l].quantized = QuantizedLayer() }
+        quantizedHead = nil
+    }
+}
