@@ -1,3 +1,5 @@
+import Foundation
+
 /// A model file that cannot be used, with what is wrong and where (the key, tensor or offset).
 public struct FormatError: Error, CustomStringConvertible, Equatable {
     public let file: String
@@ -40,5 +42,14 @@ struct ByteCursor {
         let slice = UnsafeRawBufferPointer(rebasing: bytes[offset..<(offset + count)])
         offset += count
         return slice
+    }
+}
+
+/// Memory-maps a model file; a failure names the file.
+func mapFile(_ path: String) throws -> Data {
+    do {
+        return try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped)
+    } catch {
+        throw FormatError((path as NSString).lastPathComponent, "cannot read: \(error.localizedDescription)")
     }
 }

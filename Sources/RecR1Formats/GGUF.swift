@@ -81,11 +81,7 @@ public final class GGUFFile {
     public init(path: String) throws {
         self.path = path
         let name = (path as NSString).lastPathComponent
-        do {
-            data = try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped)
-        } catch {
-            throw FormatError(name, "cannot read: \(error.localizedDescription)")
-        }
+        data = try mapFile(path)
         (version, metadata, tensorInfos, dataStart) = try data.withUnsafeBytes { raw in
             try Self.parseHeader(raw, file: name)
         }

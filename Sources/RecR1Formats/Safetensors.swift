@@ -21,11 +21,7 @@ public final class SafetensorsFile {
     public init(path: String) throws {
         self.path = path
         let file = (path as NSString).lastPathComponent
-        do {
-            data = try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped)
-        } catch {
-            throw FormatError(file, "cannot read: \(error.localizedDescription)")
-        }
+        data = try mapFile(path)
         guard data.count >= 8 else { throw FormatError(file, "truncated: no header length") }
         let headerLength = data.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self)) }
         guard headerLength <= UInt64(data.count - 8) else {
