@@ -41,3 +41,21 @@ public final class FullFineTuning {
         return StepReport(applied: true, gradientNorm: norm, learningRate: rate, step: step)
     }
 }
+
+/// Splits sequences (in order) into micro-batches of at most `maxTokens` tokens each (a longer sequence
+/// goes alone), so that a large batch fits in memory: gradients accumulate across micro-batches
+/// (`TrainingPass.backward` adds into the same `ModelGradients`), and the optimiser steps once.
+public func microBatches(lengths: [Int], maxTokens: Int) -> [Range<Int>] {
+    var batches: [Range<Int>] = []
+    var start = 0, tokens = 0
+    for (i, length) in lengths.enumerated() {
+        if i > start && tokens + length > maxTokens {
+            batches.append(start..<i)
+            start = i
+            tokens = 0
+        }
+        tokens += length
+    }
+    if start < lengths.count { batches.append(start..<lengths.count) }
+    return batches
+}
