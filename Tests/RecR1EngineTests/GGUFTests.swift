@@ -2,6 +2,7 @@ import Foundation
 import XCTest
 
 @testable import RecR1Formats
+import RecR1Model
 
 /// The GGUF reader on the real SmolLM2 file and on broken copies of it.
 final class GGUFTests: XCTestCase {
@@ -112,5 +113,51 @@ final class GGUFTests: XCTestCase {
         XCTAssertThrowsError(try GGUFFile(path: "\(directory)/does-not-exist.gguf")) { error in
             XCTAssertTrue("\(error)".contains("cannot read"), "\(error)")
         }
+    }
+}
+
+/// Small GGUF files written by the test, for the errors a real model file cannot show.
+final class GGUFConfigErrorTests: XCTestCase {
+    /// GGUF v3 with string and uint32 metadata and no tensors.
+    func writeGGUF(_ metadata: [(String, Any)]) throws -> String {
+        var bytes = [UInt8]("GGUF".utf8)
+        func u32(_ v: UInt32) { withUnsafeBytes(of: v.littleEndian) { bytes += $0 } }
+        func u64(_ v: UInt64) { withUnsafeBytes(of: v.littleEndian) { bytes += $0 } }
+        func string(_ s: String) { u64(UInt64(s.utf8.count)); bytes += Array(s.utf8) }
+        u32(3); u64(0); u64(UInt64(metadata.count))
+        for (key, value) in metadata {
+            string(key)
+            if let text = value as? String { u32(8); string(text) } else { u32(4); u32(UInt32(value as! Int)) }
+        }
+        let path = NSTemporaryDirectory() + "recr1-\(UUID().uuidString.prefix(8)).gguf"
+        XCTAssertTrue(FileManager.default.createFile(atPath: path, contents: Data(bytes)))
+        addTeardownBlock { try? FileManager.default.removeItem(atPath: path) }
+        return path
+    }
+
+    func message(_ path: String) -> String {
+        do {
+            _ = try Decoder.load(path: path)
+            return "loaded"
+        } catch {
+            return "\(error)"
+        }
+    }
+
+    func testUnknownArchitectureAndMissingKeysAreNamed() throws {
+        XCTAssertTrue(message(try writeGGUF([("general.architecture", "falcon")])).contains("'falcon' is not supported"))
+        XCTAssertTrue(message(try writeGGUF([])).contains("general.architecture"))
+        let noLayers = try writeGGUF([("general.architecture", "llama"), ("llama.embedding_length", 64),
+                                      ("llama.attention.head_count", 4)])
+        XCTAssertTrue(message(noLayers).contains("llama.block_count"), message(noLayers))
+        let complete: [(String, Any)] = [("general.architecture", "llama"), ("llama.block_count", 1),
+                                         ("llama.embedding_length", 64), ("llama.feed_forward_length", 128),
+                                         ("llama.attention.head_count", 4), ("llama.context_length", 256),
+                                         ("llama.vocab_size", 10)]
+        // Every key present but no tensors: the first missing tensor is named.
+        XCTAssertTrue(message(try writeGGUF(complete)).contains("missing tensor 'token_embd.weight'"))
+        let badHeads = complete.map { $0.0 == "llama.attention.head_count" ? ($0.0, 3 as Any) : $0 }
+        let badHeadsMessage = message(try writeGGUF(badHeads))  // 64 / 3 is no whole head dimension
+        XCTAssertTrue(badHeadsMessage.contains("head"), badHeadsMessage)
     }
 }
