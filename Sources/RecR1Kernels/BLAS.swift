@@ -71,9 +71,6 @@ public enum MatMul {
     /// Up to this many rows use the skinny C kernel (weights streamed once); more use OpenBLAS's GEMM,
     /// whose repacking of the weight pays off only when many rows share it.
     public static var skinnyRowLimit = 16
-    /// Threads for the skinny kernel (each takes a slice of the outputs).
-    public static var threads = max(1, ProcessInfo.processInfo.activeProcessorCount)
-
     /// Whether few-row products use a weight's block-format copy when it has one.
     public static var useQuantized = true
 
@@ -86,24 +83,14 @@ public enum MatMul {
         if rows <= skinnyRowLimit, useQuantized, let quantized {
             precondition(quantized.rows == outDim && quantized.cols == inDim)
             quantized.blocks.withUnsafeBufferPointer { blocks in
-                let parts = outDim >= 256 ? threads : 1
-                let chunk = (outDim / parts + 3) / 4 * 4
-                DispatchQueue.concurrentPerform(iterations: parts) { part in
-                    let start = min(part * chunk, outDim), end = min(start + chunk, outDim)
+                forEachOutputSlice(outDim) { start, end in
                     recr1_quantized_rows(quantized.type.rawValue, Int32(rows), Int32(start), Int32(end), Int32(inDim), x,
                                          blocks.baseAddress!, out, Int32(outDim), beta)
                 }
             }
         } else if rows <= skinnyRowLimit {
-            let parts = outDim >= 256 ? threads : 1
-            let chunk = (outDim / parts + 3) / 4 * 4
-            if parts == 1 {
-                recr1_linear_rows(Int32(rows), 0, Int32(outDim), Int32(inDim), x, w, out, Int32(outDim), beta)
-            } else {
-                DispatchQueue.concurrentPerform(iterations: parts) { part in
-                    let start = min(part * chunk, outDim), end = min(start + chunk, outDim)
-                    recr1_linear_rows(Int32(rows), Int32(start), Int32(end), Int32(inDim), x, w, out, Int32(outDim), beta)
-                }
+            forEachOutputSlice(outDim) { start, end in
+                recr1_linear_rows(Int32(rows), Int32(start), Int32(end), Int32(inDim), x, w, out, Int32(outDim), beta)
             }
         } else {
             BLAS.sgemm(transA: false, transB: true, m: rows, n: outDim, k: inDim, a: x, lda: inDim, b: w, ldb: inDim,
@@ -111,6 +98,21 @@ public enum MatMul {
         }
         if let bias {
             for r in 0..<rows { Kernels.axpy(1, bias, out + r * outDim, outDim) }
+        }
+    }
+
+    /// Splits the outputs 0..<n into one slice per thread (multiples of 4, which the kernels block by) and
+    /// runs them concurrently; small n runs inline.
+    private static func forEachOutputSlice(_ n: Int, _ body: (Int, Int) -> Void) {
+        let parts = n >= 256 ? Parallel.threads : 1
+        if parts == 1 {
+            body(0, n)
+            return
+        }
+        let chunk = (n / parts + 3) / 4 * 4
+        DispatchQueue.concurrentPerform(iterations: parts) { part in
+            let start = min(part * chunk, n)
+            body(start, min(start + chunk, n))
         }
     }
 }

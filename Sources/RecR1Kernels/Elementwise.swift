@@ -71,6 +71,16 @@ public enum Kernels {
         recr1_swiglu(gate, up, Int32(n))
     }
 
+    /// The RoPE angles of a position: cos and sin of position · θ^(−2i/headDim) for i < headDim/2.
+    public static func ropeAngles(position: Int, headDim: Int, theta: Float,
+                                  cos: UnsafeMutablePointer<Float>, sin: UnsafeMutablePointer<Float>) {
+        for i in 0..<(headDim / 2) {
+            let angle = Float(position) * powf(theta, -Float(2 * i) / Float(headDim))
+            cos[i] = cosf(angle)
+            sin[i] = sinf(angle)
+        }
+    }
+
     /// Rotate-half RoPE on `heads` heads of `headDim` in place: for i < headDim/2, the pair
     /// (x[i], x[i + headDim/2]) turns by the angle whose cosine and sine are cos[i], sin[i].
     public static func rope(_ x: UnsafeMutablePointer<Float>, heads: Int, headDim: Int,

@@ -1,7 +1,8 @@
 import Dispatch
 import Foundation
 
-/// Row-parallel loops for the element-wise work of a pass (norms, SwiGLU, softmax, log-softmax).
+/// Row-parallel loops for the element-wise work of a pass (norms, SwiGLU, softmax, log-softmax); `threads`
+/// also sets how many slices the skinny matrix kernels split their outputs into.
 public enum Parallel {
     public static var threads = max(1, ProcessInfo.processInfo.activeProcessorCount)
 

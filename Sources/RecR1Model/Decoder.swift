@@ -82,11 +82,8 @@ public final class Decoder {
         let half = c.headDim / 2
         for (r, row) in rows.enumerated() {
             (work.x.p + r * c.dim).update(from: weights.tokenEmbedding, offset: Int(row.token) * c.dim, count: c.dim)
-            for i in 0..<half {
-                let angle = Float(row.position) * powf(c.ropeTheta, -Float(2 * i) / Float(c.headDim))
-                work.cos.p[r * half + i] = cosf(angle)
-                work.sin.p[r * half + i] = sinf(angle)
-            }
+            Kernels.ropeAngles(position: row.position, headDim: c.headDim, theta: c.ropeTheta,
+                               cos: work.cos.p + r * half, sin: work.sin.p + r * half)
         }
         for layer in 0..<c.layers {
             attentionBlock(layer: layer, rows: rows, cache: cache)

@@ -90,11 +90,8 @@ public final class TrainingPass {
             for (t, token) in sequence.enumerated() {
                 let r = starts[s] + t
                 (x.p + r * c.dim).update(from: w.tokenEmbedding, offset: Int(token) * c.dim, count: c.dim)
-                for i in 0..<half {
-                    let angle = Float(t) * powf(c.ropeTheta, -Float(2 * i) / Float(c.headDim))
-                    cos.p[r * half + i] = cosf(angle)
-                    sin.p[r * half + i] = sinf(angle)
-                }
+                Kernels.ropeAngles(position: t, headDim: c.headDim, theta: c.ropeTheta,
+                                   cos: cos.p + r * half, sin: sin.p + r * half)
             }
         }
 
@@ -231,6 +228,10 @@ public final class TrainingPass {
         let dAct = Buffer(zeros: rows * c.ffnDim), dUp = Buffer(zeros: rows * c.ffnDim)
         let dAtt = Buffer(zeros: rows * c.qDim), dq = Buffer(zeros: rows * c.qDim)
         let dk = Buffer(zeros: rows * c.kvDim), dv = Buffer(zeros: rows * c.kvDim)
+        // RoPE's backward is the rotation by the opposite angle.
+        let half = c.headDim / 2
+        let negativeSin = Buffer(zeros: rows * half)
+        for i in 0..<(rows * half) { negativeSin.p[i] = -sin.p[i] }
         for l in (0..<c.layers).reversed() {
             let a = layers[l], lw = w.layers[l], lg = g.layers[l]
             // MLP: x = h + act · Wdownᵀ, act = silu(gate) ⊙ up.
@@ -247,12 +248,9 @@ public final class TrainingPass {
             // Attention: h = xIn + att · Woᵀ.
             linearBackward(dIn: dAtt.p, dWeight: &lg.wo, dOut: dx.p, input: a.att.p, weight: lw.wo, inDim: c.qDim, outDim: c.dim)
             attentionBackward(a, dAtt: dAtt.p, dq: dq.p, dk: dk.p, dv: dv.p)
-            let half = c.headDim / 2
-            let negativeSin = Buffer(zeros: half)
-            for r in 0..<rows {  // RoPE's backward is the rotation by the opposite angle
-                for i in 0..<half { negativeSin.p[i] = -sin.p[r * half + i] }
-                Kernels.rope(dq.p + r * c.qDim, heads: c.heads, headDim: c.headDim, cos: cos.p + r * half, sin: negativeSin.p)
-                Kernels.rope(dk.p + r * c.kvDim, heads: c.kvHeads, headDim: c.headDim, cos: cos.p + r * half, sin: negativeSin.p)
+            for r in 0..<rows {
+                Kernels.rope(dq.p + r * c.qDim, heads: c.heads, headDim: c.headDim, cos: cos.p + r * half, sin: negativeSin.p + r * half)
+                Kernels.rope(dk.p + r * c.kvDim, heads: c.kvHeads, headDim: c.headDim, cos: cos.p + r * half, sin: negativeSin.p + r * half)
             }
             if c.qkvBias {
                 for r in 0..<rows {

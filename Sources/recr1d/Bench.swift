@@ -42,7 +42,6 @@ struct Bench: ParsableCommand {
 
     func run() throws {
         try BLAS.load(threads: threads)
-        MatMul.threads = threads
         Parallel.threads = threads
         MatMul.useQuantized = !fp32Weights
         progress("loading the model")
