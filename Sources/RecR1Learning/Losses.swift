@@ -23,6 +23,8 @@ public struct LossResult {
     /// dLoss / dlog p, shaped like the input log-probs.
     public var gradients: [[Float]]
     public var metrics: [String: Double]
+    /// dLoss / dH for the entropy H of each token's distribution, when the loss has an entropy term.
+    public var entropyGradients: [[Float]]? = nil
 }
 
 // MARK: - GRPO
@@ -39,6 +41,7 @@ public struct GRPOSettings {
     public var scaling: Scaling = .group
     public var aggregation: Aggregation = .tokenMean
     public var advantageEpsilon: Float = 1e-4
+    public var entropyCoefficient: Float = 0  // c in ℓ_t −= c·H_t (0 = off)
 
     public init() {}
 }
@@ -71,9 +74,13 @@ public enum GRPO {
     /// Per token t of sequence i, with ratio ρ = exp(log p − log p_old):
     ///     ℓ_t = −min(ρ·A_i, clip(ρ, 1 − ε_low, 1 + ε_high)·A_i) + β·KL_t
     /// KL_t: k1 = log p − log p_ref, k2 = (log p − log p_ref)² / 2, k3 = e^(log p_ref − log p) − (log p_ref − log p) − 1.
+    /// With an entropy bonus, ℓ_t −= c·H_t, H_t the entropy of the policy's distribution at token t.
     /// Aggregated by token mean, by the mean of each sequence's token mean, or by Σ / (sequences · max tokens).
-    public static func loss(_ sequences: [ScoredSequence], advantages: [Float], settings s: GRPOSettings) -> LossResult {
+    public static func loss(_ sequences: [ScoredSequence], advantages: [Float], entropies: [[Float]]? = nil,
+                            settings s: GRPOSettings) -> LossResult {
         precondition(sequences.count == advantages.count)
+        precondition(s.entropyCoefficient == 0 || entropies != nil, "an entropy bonus needs the entropies")
+        var entropyGradients: [[Float]] = []
         let totalTokens = sequences.reduce(0) { $0 + $1.logprobs.count }
         var loss = 0.0, klSum = 0.0, clipped = 0
         var gradients: [[Float]] = []
@@ -86,6 +93,11 @@ public enum GRPO {
             case .constant(let maxTokens): weight = 1 / Float(maxTokens * sequences.count)
             }
             var grads = [Float](repeating: 0, count: n)
+            if s.entropyCoefficient != 0, let entropies {
+                let sequenceEntropies = entropies[entropyGradients.count]
+                for t in 0..<n { loss -= Double(weight * s.entropyCoefficient * sequenceEntropies[t]) }
+                entropyGradients.append([Float](repeating: -weight * s.entropyCoefficient, count: n))
+            }
             for t in 0..<n {
                 let logp = sequence.logprobs[t]
                 let ratio = expf(logp - (sequence.oldLogprobs?[t] ?? logp))
@@ -118,8 +130,10 @@ public enum GRPO {
             gradients.append(grads)
         }
         let tokens = Double(max(1, totalTokens))
-        return LossResult(loss: loss, gradients: gradients,
-                          metrics: ["clip_fraction": Double(clipped) / tokens, "kl": klSum / tokens])
+        var metrics = ["clip_fraction": Double(clipped) / tokens, "kl": klSum / tokens]
+        if let entropies { metrics["entropy"] = entropies.reduce(0.0) { $0 + $1.reduce(0.0) { $0 + Double($1) } } / tokens }
+        return LossResult(loss: loss, gradients: gradients, metrics: metrics,
+                          entropyGradients: entropyGradients.isEmpty ? nil : entropyGradients)
     }
 }
 

@@ -11,6 +11,10 @@ import RecR1Kernels
 public final class Decoder {
     public let config: ModelConfig
     public var weights: ModelWeights
+    /// LoRA adapters added to the linear layers' outputs (nil: none, as in full fine-tuning).
+    public var adapters: LoRAAdapters?
+    /// False runs the base model alone: the reference policy of LoRA training.
+    public var adaptersEnabled = true
     private let work = Workspace()
 
     public init(config: ModelConfig, weights: ModelWeights) {
@@ -54,6 +58,7 @@ public final class Decoder {
         let cos = Buffer(), sin = Buffer()       // [rows × headDim/2] RoPE of each row's position
         let scores = Buffer()                    // [context] one head's attention weights
         let runScores = Buffer()                 // [run rows × positions] one head's weights for a run
+        let adapterHidden = Buffer()             // [rows × rank] x·Aᵀ of the adapter being applied
 
         func ensure(rows: Int, config c: ModelConfig, context: Int) {
             if rows > self.rows {
@@ -102,6 +107,9 @@ public final class Decoder {
         MatMul.linear(q, xn, w.wq, quantized: w.quantized.wq, bias: w.bq, rows: n, inDim: c.dim, outDim: c.qDim)
         MatMul.linear(k, xn, w.wk, quantized: w.quantized.wk, bias: w.bk, rows: n, inDim: c.dim, outDim: c.kvDim)
         MatMul.linear(v, xn, w.wv, quantized: w.quantized.wv, bias: w.bv, rows: n, inDim: c.dim, outDim: c.kvDim)
+        addAdapter(layer, .q, out: q, input: xn, rows: n)
+        addAdapter(layer, .k, out: k, input: xn, rows: n)
+        addAdapter(layer, .v, out: v, input: xn, rows: n)
 
         let half = c.headDim / 2
         for (r, row) in rows.enumerated() {
@@ -124,6 +132,16 @@ public final class Decoder {
         }
         // x += attention · Woᵀ (the residual add folded into the product).
         MatMul.linear(x, att, w.wo, quantized: w.quantized.wo, rows: n, inDim: c.qDim, outDim: c.dim, accumulate: true)
+        addAdapter(layer, .o, out: x, input: att, rows: n)
+    }
+
+    /// out += scale · (input·Aᵀ)·Bᵀ when the layer's `target` has an enabled adapter.
+    private func addAdapter(_ layer: Int, _ target: LoRATarget, out: UnsafeMutablePointer<Float>,
+                            input: UnsafePointer<Float>, rows: Int) {
+        guard adaptersEnabled, let adapters, let pair = adapters.layers[layer][target] else { return }
+        work.adapterHidden.resize(rows * adapters.settings.rank)
+        LoRAAdapters.apply(pair, scale: adapters.settings.scale, out: out, input: input, hidden: work.adapterHidden.p,
+                           rows: rows, rank: adapters.settings.rank)
     }
 
     /// One row: scores against each cached key, softmax, weighted sum of the values.
@@ -192,11 +210,14 @@ public final class Decoder {
         }
         MatMul.linear(gate, xn, w.wGate, quantized: w.quantized.wGate, rows: n, inDim: c.dim, outDim: c.ffnDim)
         MatMul.linear(up, xn, w.wUp, quantized: w.quantized.wUp, rows: n, inDim: c.dim, outDim: c.ffnDim)
+        addAdapter(layer, .gate, out: gate, input: xn, rows: n)
+        addAdapter(layer, .up, out: up, input: xn, rows: n)
         Parallel.rows(n) { range in
             Kernels.swiGLU(gate + range.lowerBound * c.ffnDim, up + range.lowerBound * c.ffnDim, range.count * c.ffnDim)
         }
         // x += swiglu · Wdownᵀ
         MatMul.linear(x, gate, w.wDown, quantized: w.quantized.wDown, rows: n, inDim: c.ffnDim, outDim: c.dim, accumulate: true)
+        addAdapter(layer, .down, out: x, input: gate, rows: n)
     }
 
     /// Final norm and output projection for the chosen rows.

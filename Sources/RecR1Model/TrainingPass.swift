@@ -47,6 +47,7 @@ public final class TrainingPass {
         let h = Buffer()                   // residual stream after attention
         let xn2 = Buffer(), r2 = Buffer()  // MLP RMSNorm output, and 1/rms
         let gate = Buffer(), up = Buffer(), act = Buffer()  // before SiLU, up, and silu(gate) ⊙ up
+        var adapterHidden: [LoRATarget: Buffer] = [:]       // scale · x·Aᵀ of each adapted layer [rows × rank]
     }
 
     private var layers: [LayerActivations] = []
@@ -57,6 +58,9 @@ public final class TrainingPass {
     private var probsStarts: [Int] = []   // offset of each sequence's attention weights
     private var targets: [(row: Int, token: Int32)] = []  // the row whose logits predict the token
     private var logSumExps: [Float] = []
+    private var entropyFlat: [Float] = []
+    /// The adapters in use for this pass (the decoder's, when enabled).
+    private var adapters: LoRAAdapters?
     private var rows = 0
     /// Rows of logits computed at once (vocab-wide rows are large).
     public var logitChunk = 128
@@ -65,10 +69,16 @@ public final class TrainingPass {
         self.decoder = decoder
     }
 
+    /// The entropy of the next-token distribution at each scored token, from the last `forward(…, entropy: true)`.
+    public private(set) var entropies: [[Float]] = []
+
     /// Log-probs of the tokens at `scored[s]` (indices ≥ 1 into `sequences[s]`), each given the tokens before it.
-    public func forward(sequences: [[Int32]], scored: [Range<Int>]) -> [[Float]] {
+    /// With `entropy`, also the entropy of each of those next-token distributions (`entropies`), which the
+    /// backward pass can then differentiate. The decoder's adapters take part when it has them enabled.
+    public func forward(sequences: [[Int32]], scored: [Range<Int>], entropy: Bool = false) -> [[Float]] {
         precondition(sequences.count == scored.count)
         let c = config, w = decoder.weights
+        adapters = decoder.adaptersEnabled ? decoder.adapters : nil
         self.sequences = sequences
         starts = []; probsStarts = []; targets = []
         var row = 0, probsOffset = 0
@@ -108,20 +118,27 @@ public final class TrainingPass {
             MatMul.linear(a.q.p, a.xn1.p, lw.wq, bias: lw.bq, rows: rows, inDim: c.dim, outDim: c.qDim)
             MatMul.linear(a.k.p, a.xn1.p, lw.wk, bias: lw.bk, rows: rows, inDim: c.dim, outDim: c.kvDim)
             MatMul.linear(a.v.p, a.xn1.p, lw.wv, bias: lw.bv, rows: rows, inDim: c.dim, outDim: c.kvDim)
+            addAdapter(a, l, .q, out: a.q.p, input: a.xn1.p)
+            addAdapter(a, l, .k, out: a.k.p, input: a.xn1.p)
+            addAdapter(a, l, .v, out: a.v.p, input: a.xn1.p)
             for r in 0..<rows {
                 Kernels.rope(a.q.p + r * c.qDim, heads: c.heads, headDim: c.headDim, cos: cos.p + r * half, sin: sin.p + r * half)
                 Kernels.rope(a.k.p + r * c.kvDim, heads: c.kvHeads, headDim: c.headDim, cos: cos.p + r * half, sin: sin.p + r * half)
             }
             attentionForward(a)
             MatMul.linear(x.p, a.att.p, lw.wo, rows: rows, inDim: c.qDim, outDim: c.dim, accumulate: true)
+            addAdapter(a, l, .o, out: x.p, input: a.att.p)
 
             a.h.p.update(from: x.p, count: rows * c.dim)
             for r in 0..<rows { a.r2.p[r] = Kernels.rmsNorm(a.xn2.p + r * c.dim, x.p + r * c.dim, lw.ffnNorm, c.dim, eps: c.normEps) }
             MatMul.linear(a.gate.p, a.xn2.p, lw.wGate, rows: rows, inDim: c.dim, outDim: c.ffnDim)
             MatMul.linear(a.up.p, a.xn2.p, lw.wUp, rows: rows, inDim: c.dim, outDim: c.ffnDim)
+            addAdapter(a, l, .gate, out: a.gate.p, input: a.xn2.p)
+            addAdapter(a, l, .up, out: a.up.p, input: a.xn2.p)
             a.act.p.update(from: a.gate.p, count: rows * c.ffnDim)
             Kernels.swiGLU(a.act.p, a.up.p, rows * c.ffnDim)
             MatMul.linear(x.p, a.act.p, lw.wDown, rows: rows, inDim: c.ffnDim, outDim: c.dim, accumulate: true)
+            addAdapter(a, l, .down, out: x.p, input: a.act.p)
         }
 
         xFinal.resize(rows * c.dim); normed.resize(rows * c.dim); rFinal.resize(rows)
@@ -129,22 +146,46 @@ public final class TrainingPass {
         for r in 0..<rows { rFinal.p[r] = Kernels.rmsNorm(normed.p + r * c.dim, x.p + r * c.dim, w.finalNorm, c.dim, eps: c.normEps) }
 
         // log p(token) = logit[token] - logsumexp(logits), over chunks of target rows.
+        // Entropy H = −Σ p·log p = lse − Σ p·z.
         logSumExps = [Float](repeating: 0, count: targets.count)
+        entropyFlat = entropy ? [Float](repeating: 0, count: targets.count) : []
         var logprobs = [Float](repeating: 0, count: targets.count)
         forEachLogitChunk { range, logits in
             for (i, target) in zip(range, targets[range]) {
                 let line = logits + (i - range.lowerBound) * c.vocabSize
-                logSumExps[i] = Kernels.logSumExp(line, c.vocabSize)
-                logprobs[i] = line[Int(target.token)] - logSumExps[i]
+                let lse = Kernels.logSumExp(line, c.vocabSize)
+                logSumExps[i] = lse
+                logprobs[i] = line[Int(target.token)] - lse
+                if entropy {
+                    var expected: Float = 0
+                    for v in 0..<c.vocabSize { expected += expf(line[v] - lse) * line[v] }
+                    entropyFlat[i] = lse - expected
+                }
             }
         }
+        entropies = entropy ? split(entropyFlat, like: scored) : []
+        return split(logprobs, like: scored)
+    }
+
+    private func split(_ flat: [Float], like scored: [Range<Int>]) -> [[Float]] {
         var result: [[Float]] = []
         var next = 0
         for range in scored {
-            result.append(Array(logprobs[next..<(next + range.count)]))
+            result.append(Array(flat[next..<(next + range.count)]))
             next += range.count
         }
         return result
+    }
+
+    /// out += scale · (input·Aᵀ)·Bᵀ for an adapted layer, keeping scale · input·Aᵀ for the backward pass.
+    private func addAdapter(_ a: LayerActivations, _ layer: Int, _ target: LoRATarget, out: UnsafeMutablePointer<Float>,
+                            input: UnsafePointer<Float>) {
+        guard let adapters, let pair = adapters.layers[layer][target] else { return }
+        let hidden = a.adapterHidden[target] ?? Buffer()
+        a.adapterHidden[target] = hidden
+        hidden.resize(rows * adapters.settings.rank)
+        LoRAAdapters.apply(pair, scale: adapters.settings.scale, out: out, input: input, hidden: hidden.p, rows: rows,
+                           rank: adapters.settings.rank)
     }
 
     /// Computes the logits of chunks of target rows into a scratch buffer and hands each chunk over.
@@ -188,11 +229,18 @@ public final class TrainingPass {
     }
 
     /// Adds to `gradients` the gradient of the loss whose derivatives with respect to the log-probs that
-    /// `forward` returned are `dLogprobs` (same shape).
-    public func backward(_ dLogprobs: [[Float]], into g: ModelGradients) {
+    /// `forward` returned are `dLogprobs` (same shape), and with respect to the entropies `dEntropies`
+    /// (when the forward pass computed them). Full fine-tuning passes `ModelGradients`; LoRA passes the
+    /// adapters' gradients (`adapterGradients`) and nil, which skips the base weights' gradients.
+    public func backward(_ dLogprobs: [[Float]], dEntropies: [[Float]]? = nil, into g: ModelGradients?,
+                         adapterGradients ga: LoRAAdapters? = nil) {
         let c = config, w = decoder.weights
         let dFlat = dLogprobs.flatMap { $0 }
+        let dEntropyFlat = dEntropies?.flatMap { $0 }
         precondition(dFlat.count == targets.count, "one derivative per scored token")
+        precondition(dEntropyFlat == nil || (dEntropyFlat!.count == targets.count && entropyFlat.count == targets.count),
+                     "entropy derivatives need a forward pass with entropy")
+        precondition(ga == nil || adapters != nil, "adapter gradients need a forward pass with adapters")
 
         // Head: dlogits = dlogp · (onehot(token) - softmax(logits)).
         let dNormed = Buffer(zeros: rows * c.dim)
@@ -202,8 +250,17 @@ public final class TrainingPass {
         forEachLogitChunk { range, logits in
             for (i, target) in zip(range, targets[range]) {
                 let line = logits + (i - range.lowerBound) * c.vocabSize
+                // dlogits = dlogp · (onehot(token) − p) − dH · p ⊙ (log p + H)
                 let d = dFlat[i], lse = logSumExps[i]
-                for v in 0..<c.vocabSize { line[v] = -d * expf(line[v] - lse) }
+                if let dEntropyFlat, dEntropyFlat[i] != 0 {
+                    let dH = dEntropyFlat[i], entropy = entropyFlat[i]
+                    for v in 0..<c.vocabSize {
+                        let logp = line[v] - lse, p = expf(logp)
+                        line[v] = -d * p - dH * p * (logp + entropy)
+                    }
+                } else {
+                    for v in 0..<c.vocabSize { line[v] = -d * expf(line[v] - lse) }
+                }
                 line[Int(target.token)] += d
                 (normedChunk.p + (i - range.lowerBound) * c.dim).update(from: normed.p + target.row * c.dim, count: c.dim)
             }
@@ -213,6 +270,7 @@ public final class TrainingPass {
             for (i, target) in targets[range].enumerated() {
                 Kernels.axpy(1, dChunk.p + i * c.dim, dNormed.p + target.row * c.dim, c.dim)
             }
+            guard let g else { return }
             if c.tiedEmbeddings {
                 BLAS.sgemm(transA: true, transB: false, m: c.vocabSize, n: c.dim, k: range.count, a: logits, lda: c.vocabSize,
                            b: normedChunk.p, ldb: c.dim, beta: 1, c: &g.tokenEmbedding, ldc: c.dim)
@@ -222,7 +280,9 @@ public final class TrainingPass {
             }
         }
         let dx = Buffer(zeros: rows * c.dim)
-        rmsNormBackward(dx: dx.p, dWeight: &g.finalNorm, dy: dNormed.p, x: xFinal.p, weight: w.finalNorm, inverseRMS: rFinal.p, accumulate: false)
+        withGradient(g, \.finalNorm) { dWeight in
+            rmsNormBackward(dx: dx.p, dWeight: dWeight, dy: dNormed.p, x: xFinal.p, weight: w.finalNorm, inverseRMS: rFinal.p, accumulate: false)
+        }
 
         let dxn = Buffer(zeros: rows * c.dim)
         let dAct = Buffer(zeros: rows * c.ffnDim), dUp = Buffer(zeros: rows * c.ffnDim)
@@ -233,38 +293,54 @@ public final class TrainingPass {
         let negativeSin = Buffer(zeros: rows * half)
         for i in 0..<(rows * half) { negativeSin.p[i] = -sin.p[i] }
         for l in (0..<c.layers).reversed() {
-            let a = layers[l], lw = w.layers[l], lg = g.layers[l]
+            let a = layers[l], lw = w.layers[l], lg = g?.layers[l]
+            func linear(_ target: LoRATarget, _ weightGradient: ReferenceWritableKeyPath<LayerGradients, [Float]>,
+                        dIn: UnsafeMutablePointer<Float>, dOut: UnsafePointer<Float>, input: UnsafePointer<Float>,
+                        weight: [Float], accumulateInput: Bool = false) {
+                withGradient(lg, weightGradient) { dWeight in
+                    linearBackward(dIn: dIn, dWeight: dWeight, dOut: dOut, input: input, weight: weight,
+                                   shape: target.shape(c), accumulateInput: accumulateInput)
+                }
+                if let ga, let pair = adapters?.layers[l][target], let gradient = ga.layers[l][target], let hidden = a.adapterHidden[target] {
+                    adapterBackward(pair, gradient: gradient, dIn: dIn, dOut: dOut, input: input, hidden: hidden.p)
+                }
+            }
             // MLP: x = h + act · Wdownᵀ, act = silu(gate) ⊙ up.
-            linearBackward(dIn: dAct.p, dWeight: &lg.wDown, dOut: dx.p, input: a.act.p, weight: lw.wDown, inDim: c.ffnDim, outDim: c.dim)
+            linear(.down, \.wDown, dIn: dAct.p, dOut: dx.p, input: a.act.p, weight: lw.wDown)
             for i in 0..<(rows * c.ffnDim) {
                 let gate = a.gate.p[i], sigmoid = 1 / (1 + expf(-gate))
                 dUp.p[i] = dAct.p[i] * gate * sigmoid
                 dAct.p[i] = dAct.p[i] * a.up.p[i] * sigmoid * (1 + gate * (1 - sigmoid))  // now d(gate)
             }
-            linearBackward(dIn: dxn.p, dWeight: &lg.wGate, dOut: dAct.p, input: a.xn2.p, weight: lw.wGate, inDim: c.dim, outDim: c.ffnDim)
-            linearBackward(dIn: dxn.p, dWeight: &lg.wUp, dOut: dUp.p, input: a.xn2.p, weight: lw.wUp, inDim: c.dim, outDim: c.ffnDim, accumulateInput: true)
-            rmsNormBackward(dx: dx.p, dWeight: &lg.ffnNorm, dy: dxn.p, x: a.h.p, weight: lw.ffnNorm, inverseRMS: a.r2.p, accumulate: true)
+            linear(.gate, \.wGate, dIn: dxn.p, dOut: dAct.p, input: a.xn2.p, weight: lw.wGate)
+            linear(.up, \.wUp, dIn: dxn.p, dOut: dUp.p, input: a.xn2.p, weight: lw.wUp, accumulateInput: true)
+            withGradient(lg, \.ffnNorm) { dWeight in
+                rmsNormBackward(dx: dx.p, dWeight: dWeight, dy: dxn.p, x: a.h.p, weight: lw.ffnNorm, inverseRMS: a.r2.p, accumulate: true)
+            }
 
             // Attention: h = xIn + att · Woᵀ.
-            linearBackward(dIn: dAtt.p, dWeight: &lg.wo, dOut: dx.p, input: a.att.p, weight: lw.wo, inDim: c.qDim, outDim: c.dim)
+            linear(.o, \.wo, dIn: dAtt.p, dOut: dx.p, input: a.att.p, weight: lw.wo)
             attentionBackward(a, dAtt: dAtt.p, dq: dq.p, dk: dk.p, dv: dv.p)
             for r in 0..<rows {
                 Kernels.rope(dq.p + r * c.qDim, heads: c.heads, headDim: c.headDim, cos: cos.p + r * half, sin: negativeSin.p + r * half)
                 Kernels.rope(dk.p + r * c.kvDim, heads: c.kvHeads, headDim: c.headDim, cos: cos.p + r * half, sin: negativeSin.p + r * half)
             }
-            if c.qkvBias {
+            if c.qkvBias, let lg {
                 for r in 0..<rows {
                     Kernels.axpy(1, dq.p + r * c.qDim, &lg.bq, c.qDim)
                     Kernels.axpy(1, dk.p + r * c.kvDim, &lg.bk, c.kvDim)
                     Kernels.axpy(1, dv.p + r * c.kvDim, &lg.bv, c.kvDim)
                 }
             }
-            linearBackward(dIn: dxn.p, dWeight: &lg.wq, dOut: dq.p, input: a.xn1.p, weight: lw.wq, inDim: c.dim, outDim: c.qDim)
-            linearBackward(dIn: dxn.p, dWeight: &lg.wk, dOut: dk.p, input: a.xn1.p, weight: lw.wk, inDim: c.dim, outDim: c.kvDim, accumulateInput: true)
-            linearBackward(dIn: dxn.p, dWeight: &lg.wv, dOut: dv.p, input: a.xn1.p, weight: lw.wv, inDim: c.dim, outDim: c.kvDim, accumulateInput: true)
-            rmsNormBackward(dx: dx.p, dWeight: &lg.attnNorm, dy: dxn.p, x: a.xIn.p, weight: lw.attnNorm, inverseRMS: a.r1.p, accumulate: true)
+            linear(.q, \.wq, dIn: dxn.p, dOut: dq.p, input: a.xn1.p, weight: lw.wq)
+            linear(.k, \.wk, dIn: dxn.p, dOut: dk.p, input: a.xn1.p, weight: lw.wk, accumulateInput: true)
+            linear(.v, \.wv, dIn: dxn.p, dOut: dv.p, input: a.xn1.p, weight: lw.wv, accumulateInput: true)
+            withGradient(lg, \.attnNorm) { dWeight in
+                rmsNormBackward(dx: dx.p, dWeight: dWeight, dy: dxn.p, x: a.xIn.p, weight: lw.attnNorm, inverseRMS: a.r1.p, accumulate: true)
+            }
         }
         // Embedding: each row's gradient goes to its token's row.
+        guard let g else { return }
         for (s, sequence) in sequences.enumerated() {
             for (t, token) in sequence.enumerated() {
                 g.tokenEmbedding.withUnsafeMutableBufferPointer { e in
@@ -274,26 +350,53 @@ public final class TrainingPass {
         }
     }
 
-    /// For out = input · Wᵀ ([rows × outDim]): dInput (=, or += with accumulateInput) dOut · W, and dW += dOutᵀ · input.
-    private func linearBackward(dIn: UnsafeMutablePointer<Float>, dWeight: inout [Float], dOut: UnsafePointer<Float>,
-                                input: UnsafePointer<Float>, weight: [Float], inDim: Int, outDim: Int, accumulateInput: Bool = false) {
-        BLAS.sgemm(transA: false, transB: false, m: rows, n: inDim, k: outDim, a: dOut, lda: outDim, b: weight, ldb: inDim,
-                   beta: accumulateInput ? 1 : 0, c: dIn, ldc: inDim)
-        BLAS.sgemm(transA: true, transB: false, m: outDim, n: inDim, k: rows, a: dOut, lda: outDim, b: input, ldb: inDim,
-                   beta: 1, c: &dWeight, ldc: inDim)
+    /// Runs `body` with a pointer to one of the layer's gradient tensors, or nil when the base weights are frozen.
+    private func withGradient<G: AnyObject>(_ gradients: G?, _ path: ReferenceWritableKeyPath<G, [Float]>,
+                                            _ body: (UnsafeMutablePointer<Float>?) -> Void) {
+        guard let gradients else { return body(nil) }
+        gradients[keyPath: path].withUnsafeMutableBufferPointer { body($0.baseAddress!) }
     }
 
-    /// y = x · r · w with r = 1/rms(x): dw += Σ dy ⊙ x · r, and dx (= or +=) r · g − r³ · x · Σ(g ⊙ x) / n with g = dy ⊙ w.
-    private func rmsNormBackward(dx: UnsafeMutablePointer<Float>, dWeight: inout [Float], dy: UnsafePointer<Float>,
+    /// For out = input · Wᵀ ([rows × outDim]): dInput (=, or += with accumulateInput) dOut · W, and dW += dOutᵀ · input
+    /// unless the weight is frozen (dWeight nil).
+    private func linearBackward(dIn: UnsafeMutablePointer<Float>, dWeight: UnsafeMutablePointer<Float>?, dOut: UnsafePointer<Float>,
+                                input: UnsafePointer<Float>, weight: [Float], shape: (inDim: Int, outDim: Int),
+                                accumulateInput: Bool) {
+        let (inDim, outDim) = shape
+        BLAS.sgemm(transA: false, transB: false, m: rows, n: inDim, k: outDim, a: dOut, lda: outDim, b: weight, ldb: inDim,
+                   beta: accumulateInput ? 1 : 0, c: dIn, ldc: inDim)
+        guard let dWeight else { return }
+        BLAS.sgemm(transA: true, transB: false, m: outDim, n: inDim, k: rows, a: dOut, lda: outDim, b: input, ldb: inDim,
+                   beta: 1, c: dWeight, ldc: inDim)
+    }
+
+    /// For out += hidden · Bᵀ with hidden = s · input · Aᵀ (kept by the forward pass):
+    /// dB += dOutᵀ · hidden, dHidden = s · dOut · B, dA += dHiddenᵀ · input, dInput += dHidden · A.
+    private func adapterBackward(_ pair: LoRAPair, gradient: LoRAPair, dIn: UnsafeMutablePointer<Float>,
+                                 dOut: UnsafePointer<Float>, input: UnsafePointer<Float>, hidden: UnsafePointer<Float>) {
+        let rank = adapters!.settings.rank, scale = adapters!.settings.scale
+        let (inDim, outDim) = (pair.inDim, pair.outDim)
+        BLAS.sgemm(transA: true, transB: false, m: outDim, n: rank, k: rows, a: dOut, lda: outDim, b: hidden, ldb: rank,
+                   beta: 1, c: &gradient.b, ldc: rank)
+        let dHidden = Buffer(zeros: rows * rank)
+        BLAS.sgemm(transA: false, transB: false, m: rows, n: rank, k: outDim, alpha: scale, a: dOut, lda: outDim,
+                   b: pair.b, ldb: rank, c: dHidden.p, ldc: rank)
+        BLAS.sgemm(transA: true, transB: false, m: rank, n: inDim, k: rows, a: dHidden.p, lda: rank, b: input, ldb: inDim,
+                   beta: 1, c: &gradient.a, ldc: inDim)
+        BLAS.sgemm(transA: false, transB: false, m: rows, n: inDim, k: rank, a: dHidden.p, lda: rank, b: pair.a, ldb: inDim,
+                   beta: 1, c: dIn, ldc: inDim)
+    }
+
+    /// y = x · r · w with r = 1/rms(x): dw += Σ dy ⊙ x · r (unless frozen), and dx (= or +=) r · g − r³ · x · Σ(g ⊙ x) / n
+    /// with g = dy ⊙ w.
+    private func rmsNormBackward(dx: UnsafeMutablePointer<Float>, dWeight: UnsafeMutablePointer<Float>?, dy: UnsafePointer<Float>,
                                  x: UnsafePointer<Float>, weight: [Float], inverseRMS: UnsafePointer<Float>, accumulate: Bool) {
         let n = config.dim
         for r in 0..<rows {
             let dyRow = dy + r * n, xRow = x + r * n, dxRow = dx + r * n, inv = inverseRMS[r]
             var gx: Float = 0
-            for i in 0..<n {
-                dWeight[i] += dyRow[i] * xRow[i] * inv
-                gx += dyRow[i] * weight[i] * xRow[i]
-            }
+            for i in 0..<n { gx += dyRow[i] * weight[i] * xRow[i] }
+            if let dWeight { for i in 0..<n { dWeight[i] += dyRow[i] * xRow[i] * inv } }
             let correction = inv * inv * inv * gx / Float(n)
             for i in 0..<n {
                 let value = inv * dyRow[i] * weight[i] - correction * xRow[i]

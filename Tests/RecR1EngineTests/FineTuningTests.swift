@@ -14,7 +14,7 @@ final class FineTuningTests: XCTestCase {
         let sequences: [[Int32]] = [[4, 9, 12, 30, 2, 17, 5], [8, 8, 40, 3, 11]]
         let scored = [2..<7, 1..<5]
         let pass = TrainingPass(decoder: model)
-        let tuning = FullFineTuning(settings: AdamWSettings(weightDecay: 0.01), schedule: .warmupConstant(0.01, warmup: 3))
+        let tuning = AdamWOptimizer(settings: AdamWSettings(weightDecay: 0.01), schedule: .warmupConstant(0.01, warmup: 3))
         var losses: [Double] = []
         for _ in 0..<30 {
             let result = SFT.loss(pass.forward(sequences: sequences, scored: scored).map { ScoredSequence(logprobs: $0) })
@@ -33,7 +33,7 @@ final class FineTuningTests: XCTestCase {
         let before = model.weights.layers[1].wq
         let gradients = ModelGradients(config: model.config)
         gradients.layers[1].wq[3] = .nan
-        let tuning = FullFineTuning(schedule: .constant(0.1))
+        let tuning = AdamWOptimizer(schedule: .constant(0.1))
         let report = tuning.apply(gradients, to: model)
         XCTAssertFalse(report.applied)
         XCTAssertEqual(tuning.step, 0)

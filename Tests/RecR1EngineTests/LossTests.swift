@@ -64,6 +64,20 @@ final class LossTests: XCTestCase {
         XCTAssertEqual(GRPO.loss(seqs, advantages: [1, 1], settings: s).loss, -0.5, accuracy: 1e-6)  // −4 / (2·4)
     }
 
+    func testEntropyBonusByHand() {
+        // Token mean over 4 tokens, ρ = 1, A = 1: loss = −1 − c·mean(H) with H = [2, 1, 1, 0], c = 0.1 → −1.1.
+        var s = GRPOSettings()
+        s.beta = 0
+        s.entropyCoefficient = 0.1
+        let seqs = [ScoredSequence(logprobs: [-1]), ScoredSequence(logprobs: [-1, -2, -3])]
+        let result = GRPO.loss(seqs, advantages: [1, 1], entropies: [[2], [1, 1, 0]], settings: s)
+        XCTAssertEqual(result.loss, -1.1, accuracy: 1e-6)
+        XCTAssertEqual(result.entropyGradients!, [[-0.025], [-0.025, -0.025, -0.025]])
+        XCTAssertEqual(result.metrics["entropy"]!, 1.0, accuracy: 1e-9)
+        s.entropyCoefficient = 0
+        XCTAssertNil(GRPO.loss(seqs, advantages: [1, 1], entropies: [[2], [1, 1, 0]], settings: s).entropyGradients)
+    }
+
     func testDPOByHand() {
         // h = (π_c − ref_c) − (π_r − ref_r) = 1 − (−1) = 2, β = 0.1: z = 0.2, loss = −log σ(0.2) = 0.598139.
         let chosen = [ScoredSequence(logprobs: [-1, -1], referenceLogprobs: [-1.5, -1.5])]

@@ -1,0 +1,197 @@
+import Foundation
+import RecR1Model
+
+/// How training changes the policy, and how it steps.
+public struct TrainerSettings: Equatable {
+    public var adamW = AdamWSettings()
+    public var schedule: LearningRateSchedule = .constant(1e-5)
+    public var maxGradientNorm: Float = 1
+    /// The memory budget: sequences are run in micro-batches of at most this many tokens (a longer
+    /// sequence runs alone). Activations cost about 45 KB per token for SmolLM2-135M.
+    public var maxTokensPerMicroBatch = 2048
+    /// LoRA adapters, or nil for full fine-tuning.
+    public var lora: LoRASettings? = LoRASettings()
+    /// Seeds the adapters' initial A matrices.
+    public var seed: UInt64 = 0
+
+    public init() {}
+}
+
+/// A batch as the engine sees it: token sequences, which of their tokens the loss covers, and the loss.
+public struct TrainingBatch {
+    public var sequences: [[Int32]]
+    /// Per sequence, the indices of the tokens the loss covers (≥ 1: each is predicted from those before).
+    public var scored: [Range<Int>]
+
+    public init(sequences: [[Int32]], scored: [Range<Int>]) {
+        precondition(sequences.count == scored.count)
+        self.sequences = sequences
+        self.scored = scored
+    }
+
+    /// Prompt + completion pairs; the loss covers the completion.
+    public init(prompts: [[Int32]], completions: [[Int32]]) {
+        self.init(sequences: zip(prompts, completions).map { $0 + $1 },
+                  scored: zip(prompts, completions).map { $0.count..<($0.count + $1.count) })
+    }
+
+    public var tokens: Int { sequences.reduce(0) { $0 + $1.count } }
+    public var scoredTokens: Int { scored.reduce(0) { $0 + $1.count } }
+}
+
+/// Trains a decoder: runs the batch through the engine in micro-batches, asks the loss for its
+/// derivatives, accumulates gradients (across micro-batches and across `accumulate` calls), and steps
+/// the optimiser. The reference policy is the base with adapters off (LoRA) or a frozen copy taken at
+/// the start (full fine-tuning).
+public final class Trainer {
+    public struct Report {
+        public var applied: Bool
+        public var skippedReason: String = ""
+        public var accumulated = false
+        public var loss: Double
+        public var metrics: [String: Double]
+        public var gradientNorm: Float = 0
+        public var learningRate: Float = 0
+        public var step: Int
+        public var tokens: Int
+        public var sequences: Int
+    }
+
+    public let decoder: Decoder
+    public let settings: TrainerSettings
+    public let optimizer: AdamWOptimizer
+    private let pass: TrainingPass
+    private let frozenReference: Decoder?
+    private var fullGradients: ModelGradients?
+    private var adapterGradients: LoRAAdapters?
+    private var pendingSequences = 0
+
+    public init(decoder: Decoder, settings: TrainerSettings) {
+        self.decoder = decoder
+        self.settings = settings
+        optimizer = AdamWOptimizer(settings: settings.adamW, schedule: settings.schedule,
+                                   maxGradientNorm: settings.maxGradientNorm)
+        pass = TrainingPass(decoder: decoder)
+        if let lora = settings.lora {
+            decoder.adapters = LoRAAdapters(config: decoder.config, settings: lora, seed: settings.seed)
+            decoder.adaptersEnabled = true
+            frozenReference = nil
+        } else {
+            decoder.adapters = nil
+            // The arrays are shared until the first step writes to the policy's copy.
+            frozenReference = Decoder(config: decoder.config, weights: decoder.weights)
+        }
+    }
+
+    public var mode: String { settings.lora == nil ? "full" : "lora" }
+
+    public var trainableParameters: Int {
+        if let adapters = decoder.adapters { return adapters.parameterCount }
+        var count = 0
+        decoder.weights.forEachParameter(ModelGradients(config: decoder.config)) { p, _ in count += p.count }
+        return count
+    }
+
+    /// Gradient accumulation in progress (sequences whose gradients wait for a step).
+    public var pendingAccumulation: Int { pendingSequences }
+
+    /// The reference policy's decoder, for generation or scoring: the same decoder (adapters off) under
+    /// LoRA, the frozen copy under full fine-tuning.
+    public func withReference<T>(_ body: (Decoder) -> T) -> T {
+        if let frozenReference { return body(frozenReference) }
+        decoder.adaptersEnabled = false
+        defer { decoder.adaptersEnabled = true }
+        return body(decoder)
+    }
+
+    /// Log-probs of the batch's scored tokens under the reference policy.
+    public func referenceLogprobs(_ batch: TrainingBatch) -> [[Float]] {
+        withReference { reference in
+            Self.logprobs(batch, pass: frozenReference == nil ? pass : TrainingPass(decoder: reference),
+                          maxTokens: settings.maxTokensPerMicroBatch)
+        }
+    }
+
+    /// Log-probs of the batch's scored tokens under the current policy (no gradients).
+    public func policyLogprobs(_ batch: TrainingBatch) -> [[Float]] {
+        Self.logprobs(batch, pass: pass, maxTokens: settings.maxTokensPerMicroBatch)
+    }
+
+    private static func logprobs(_ batch: TrainingBatch, pass: TrainingPass, maxTokens: Int) -> [[Float]] {
+        var result: [[Float]] = []
+        for range in microBatches(lengths: batch.sequences.map(\.count), maxTokens: maxTokens) {
+            result += pass.forward(sequences: Array(batch.sequences[range]), scored: Array(batch.scored[range]))
+        }
+        return result
+    }
+
+    /// One update: forward, `loss` (given the policy's log-probs and entropies of the scored tokens),
+    /// backward, and — unless `accumulate` — an optimiser step on everything accumulated so far.
+    ///
+    /// With one micro-batch the forward pass serves the backward pass directly. With several, a first
+    /// pass collects every log-prob (the losses normalise over the whole batch: token means, DPO pairs,
+    /// group advantages), then each micro-batch runs forward again and backward with its share of the
+    /// derivatives, so that the gradients equal the whole batch's exactly.
+    ///
+    /// A non-finite loss or gradient skips the step, leaves the weights untouched and drops what was
+    /// accumulated.
+    public func update(_ batch: TrainingBatch, accumulate: Bool = false, learningRate: Float? = nil,
+                       loss: ([[Float]], [[Float]]) -> LossResult) -> Report {
+        let parts = microBatches(lengths: batch.sequences.map(\.count), maxTokens: settings.maxTokensPerMicroBatch)
+        var logprobs: [[Float]] = [], entropies: [[Float]] = []
+        for range in parts {
+            logprobs += pass.forward(sequences: Array(batch.sequences[range]), scored: Array(batch.scored[range]), entropy: true)
+            entropies += pass.entropies
+        }
+        let result = loss(logprobs, entropies)
+        var metrics = result.metrics
+        metrics["entropy"] = metrics["entropy"]
+            ?? entropies.reduce(0.0) { $0 + $1.reduce(0.0) { $0 + Double($1) } } / Double(max(1, batch.scoredTokens))
+        var report = Report(applied: false, loss: result.loss, metrics: metrics, step: optimizer.step,
+                            tokens: batch.tokens, sequences: batch.sequences.count)
+        guard result.loss.isFinite else {
+            dropAccumulation()
+            report.skippedReason = "the loss is not finite (\(result.loss))"
+            return report
+        }
+
+        if decoder.adapters != nil {
+            if adapterGradients == nil { adapterGradients = LoRAAdapters(zerosLike: decoder.adapters!) }
+        } else if fullGradients == nil {
+            fullGradients = ModelGradients(config: decoder.config)
+        }
+        for range in parts {
+            if parts.count > 1 {
+                _ = pass.forward(sequences: Array(batch.sequences[range]), scored: Array(batch.scored[range]),
+                                 entropy: result.entropyGradients != nil)
+            }
+            pass.backward(Array(result.gradients[range]), dEntropies: result.entropyGradients.map { Array($0[range]) },
+                          into: fullGradients, adapterGradients: adapterGradients)
+        }
+        pendingSequences += batch.sequences.count
+        if accumulate {
+            report.accumulated = true
+            return report
+        }
+
+        let step: AdamWOptimizer.StepReport
+        if let adapters = decoder.adapters, let gradients = adapterGradients {
+            step = optimizer.apply(gradients, to: adapters, learningRate: learningRate)
+        } else {
+            step = optimizer.apply(fullGradients!, to: decoder, learningRate: learningRate)
+        }
+        dropAccumulation()
+        report.applied = step.applied
+        report.gradientNorm = step.gradientNorm
+        report.learningRate = step.learningRate
+        report.step = step.step
+        if !step.applied { report.skippedReason = "the gradient norm is not finite (\(step.gradientNorm))" }
+        return report
+    }
+
+    private func dropAccumulation() {
+        fullGradients = nil
+        adapterGradients = nil
+        pendingSequences = 0
+    }
+}
