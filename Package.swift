@@ -41,9 +41,9 @@ let package = Package(
         // The decoder: config, weights, KV cache, forward pass.
         .target(name: "RecR1Model", dependencies: ["RecR1Formats", "RecR1Kernels"]),
         // Sampling, generation and scoring over the decoder.
-        .target(name: "RecR1Policy", dependencies: ["RecR1Model", "RecR1Tokenizer", "RecR1Kernels"]),
-        // Learning: the GRPO / DPO / SFT losses, AdamW, clipping, schedules, full fine-tuning.
-        .target(name: "RecR1Learning", dependencies: ["RecR1Model", "RecR1Kernels"]),
+        .target(name: "RecR1Policy", dependencies: ["RecR1Model", "RecR1Tokenizer", "RecR1Kernels", "RecR1Learning"]),
+        // Learning: the GRPO / DPO / SFT losses, AdamW, clipping, schedules, the trainer, checkpoints.
+        .target(name: "RecR1Learning", dependencies: ["RecR1Model", "RecR1Kernels", "RecR1Formats"]),
         // Byte-level BPE tokenizers and chat templates.
         .target(name: "RecR1Tokenizer", dependencies: ["RecR1Formats"]),
         // Transport (nng), envelope handling, handlers, configuration, systemd.
@@ -51,6 +51,7 @@ let package = Package(
             name: "RecR1Service",
             dependencies: [
                 "CNNG", "CRecR1Support", "RecR1Proto", "RecR1Kernels", "RecR1Formats", "RecR1Policy", "RecR1Tokenizer",
+                "RecR1Learning", "RecR1Model",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "TOMLKit", package: "TOMLKit"),
             ]
@@ -72,6 +73,7 @@ let package = Package(
             name: "RecR1ServiceTests",
             dependencies: [
                 "RecR1Service", "CNNG", "CRecR1Support", "RecR1Proto", "RecR1Kernels", "RecR1Formats", "RecR1Policy", "RecR1Tokenizer",
+                "RecR1Learning", "RecR1Model",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

@@ -86,10 +86,7 @@ public final class Trainer {
     public var mode: String { settings.lora == nil ? "full" : "lora" }
 
     public var trainableParameters: Int {
-        if let adapters = decoder.adapters { return adapters.parameterCount }
-        var count = 0
-        decoder.weights.forEachParameter(ModelGradients(config: decoder.config)) { p, _ in count += p.count }
-        return count
+        decoder.adapters?.parameterCount ?? decoder.config.parameterCount
     }
 
     /// Gradient accumulation in progress (sequences whose gradients wait for a step).

@@ -167,3 +167,31 @@ public struct ModelWeights {
         return out
     }
 }
+
+extension ModelWeights {
+    /// Every tensor under its Hugging Face name and shape, with LoRA adapters folded in when given
+    /// (export, and full fine-tuning's checkpoints, which `init(safetensors:config:)` reads back).
+    public func huggingFaceTensors(config c: ModelConfig, mergingAdapters adapters: LoRAAdapters? = nil) -> [SafetensorsWriter.Tensor] {
+        typealias T = SafetensorsWriter.Tensor
+        var tensors = [T(name: "model.embed_tokens.weight", shape: [c.vocabSize, c.dim], values: tokenEmbedding)]
+        for (l, layer) in layers.enumerated() {
+            let p = "model.layers.\(l)."
+            func matrix(_ target: LoRATarget, _ values: [Float]) -> T {
+                let (inDim, outDim) = target.shape(c)
+                var merged = values
+                if let adapters, let pair = adapters.layers[l][target] { merged = adapters.merged(values, pair) }
+                return T(name: p + "\(target.parentPath).\(target.moduleName).weight", shape: [outDim, inDim], values: merged)
+            }
+            tensors.append(T(name: p + "input_layernorm.weight", shape: [c.dim], values: layer.attnNorm))
+            tensors += [matrix(.q, layer.wq), matrix(.k, layer.wk), matrix(.v, layer.wv), matrix(.o, layer.wo)]
+            if let bq = layer.bq { tensors.append(T(name: p + "self_attn.q_proj.bias", shape: [c.qDim], values: bq)) }
+            if let bk = layer.bk { tensors.append(T(name: p + "self_attn.k_proj.bias", shape: [c.kvDim], values: bk)) }
+            if let bv = layer.bv { tensors.append(T(name: p + "self_attn.v_proj.bias", shape: [c.kvDim], values: bv)) }
+            tensors.append(T(name: p + "post_attention_layernorm.weight", shape: [c.dim], values: layer.ffnNorm))
+            tensors += [matrix(.gate, layer.wGate), matrix(.up, layer.wUp), matrix(.down, layer.wDown)]
+        }
+        tensors.append(T(name: "model.norm.weight", shape: [c.dim], values: finalNorm))
+        if let lmHead { tensors.append(T(name: "lm_head.weight", shape: [c.vocabSize, c.dim], values: lmHead)) }
+        return tensors
+    }
+}

@@ -461,6 +461,17 @@ extension ModelWeights {
         }
     }
 
+    /// The sizes of the tensors `forEachParameter` visits, in its order (without allocating gradients).
+    public var parameterSizes: [Int] {
+        var sizes = [tokenEmbedding.count, finalNorm.count] + (lmHead.map { [$0.count] } ?? [])
+        for layer in layers {
+            sizes += [layer.attnNorm.count, layer.wq.count, layer.wk.count, layer.wv.count]
+            sizes += [layer.bq, layer.bk, layer.bv].compactMap { $0?.count }
+            sizes += [layer.wo.count, layer.ffnNorm.count, layer.wGate.count, layer.wUp.count, layer.wDown.count]
+        }
+        return sizes
+    }
+
     /// Drops the file's block-format copies: after an update they no longer hold these weights.
     public mutating func dropQuantizedCopies() {
         for l in layers.indices { layers[l].quantized = QuantizedLayer() }

@@ -1,5 +1,6 @@
 import Foundation
 import RecR1Formats
+import RecR1Learning
 import RecR1Model
 import RecR1Tokenizer
 
@@ -18,6 +19,10 @@ public final class Policy {
     public let endTokens: Set<Int32>
     private let lock = NSLock()
     private var currentVersion: UInt64 = 0
+    /// Draws the seeds of requests that give none, so that a seeded daemon (and a resumed one) repeats itself.
+    private var seeder = RandomStream(seed: UInt64.random(in: .min ... .max))
+    /// Trains the decoder; nil until `enableTraining`.
+    public private(set) var trainer: Trainer?
 
     public init(decoder: Decoder, tokenizer: Tokenizer, description: Description) {
         self.decoder = decoder
@@ -51,6 +56,45 @@ public final class Policy {
     public var config: ModelConfig { decoder.config }
     public var version: UInt64 { lock.withLock { currentVersion } }
 
+    /// Sets up training (LoRA adapters or full fine-tuning) and seeds the sampler's seed stream.
+    public func enableTraining(_ settings: TrainerSettings) {
+        lock.withLock {
+            trainer = Trainer(decoder: decoder, settings: settings)
+            seeder = RandomStream(seed: settings.seed, stream: 0x5EED)
+        }
+    }
+
+    /// One training call with the engine to itself; an applied optimiser step bumps the policy version.
+    public func train(_ body: (Trainer) throws -> Trainer.Report) rethrows -> (report: Trainer.Report, version: UInt64) {
+        try lock.withLock {
+            guard let trainer else { preconditionFailure("enableTraining first") }
+            let report = try body(trainer)
+            if report.applied { currentVersion += 1 }
+            return (report, currentVersion)
+        }
+    }
+
+    /// Saves a checkpoint: the trainer's state, the policy version and the seed stream.
+    public func saveCheckpoint(to path: String) throws -> (bytes: Int, step: Int, version: UInt64) {
+        try lock.withLock {
+            guard let trainer else { preconditionFailure("enableTraining first") }
+            let bytes = try Checkpoint.save(trainer, policyVersion: currentVersion, seeder: seeder.state, to: path)
+            return (bytes, trainer.optimizer.step, currentVersion)
+        }
+    }
+
+    /// Loads a checkpoint into the trainer and restores the policy version and the seed stream. Nothing
+    /// changes when it fails.
+    public func loadCheckpoint(from path: String) throws -> (step: Int, version: UInt64) {
+        try lock.withLock {
+            guard let trainer else { preconditionFailure("enableTraining first") }
+            let state = try Checkpoint.load(from: path, into: trainer)
+            currentVersion = UInt64(state.policyVersion)!
+            seeder.state = state.seeder.map { UInt64($0)! }
+            return (state.step, currentVersion)
+        }
+    }
+
     /// Runs `body` with the engine to itself.
     public func exclusive<T>(_ body: () throws -> T) rethrows -> T {
         try lock.withLock(body)
@@ -59,6 +103,8 @@ public final class Policy {
     public func generate(prompts: [[Int32]], n: Int, settings: SamplingSettings,
                          shouldStop: () -> Bool = { false }) -> (completions: [[Completion]], version: UInt64) {
         exclusive {
+            var settings = settings
+            if settings.seed == nil { settings.seed = seeder.next() }
             let generator = Generator(decoder: decoder, endTokens: endTokens) { [tokenizer] tokens in
                 tokenizer.decode(tokens.map(Int.init))
             }
@@ -68,5 +114,19 @@ public final class Policy {
 
     public func score(_ items: [(prompt: [Int32], completion: [Int32])]) -> (logprobs: [[Float]], version: UInt64) {
         exclusive { (Scorer.score(decoder, items: items), currentVersion) }
+    }
+
+    /// Log-probs under the policy and, when asked, under the reference (the base with adapters off, or
+    /// the frozen copy; without training the reference is the policy itself).
+    public func score(_ items: [(prompt: [Int32], completion: [Int32])], policy withPolicy: Bool, reference withReference: Bool)
+        -> (policy: [[Float]], reference: [[Float]], version: UInt64) {
+        exclusive {
+            let policyLogprobs = withPolicy ? Scorer.score(decoder, items: items) : []
+            var referenceLogprobs: [[Float]] = []
+            if withReference {
+                referenceLogprobs = trainer?.withReference { Scorer.score($0, items: items) } ?? Scorer.score(decoder, items: items)
+            }
+            return (policyLogprobs, referenceLogprobs, currentVersion)
+        }
     }
 }

@@ -43,6 +43,15 @@ public struct RandomStream {
         return result
     }
 
+    /// The generator's whole state (checkpoints save it, so that a resumed run draws the same numbers).
+    public var state: [UInt64] {
+        get { [s.0, s.1, s.2, s.3] }
+        set {
+            precondition(newValue.count == 4)
+            s = (newValue[0], newValue[1], newValue[2], newValue[3])
+        }
+    }
+
     /// Uniform in [0, 1).
     public mutating func uniform() -> Float { Float(next() >> 40) * (1 / Float(1 << 24)) }
 }

@@ -29,8 +29,15 @@ public final class Daemon {
         }
         logger.info("OpenBLAS core \(BLAS.core), \(BLAS.threads) threads; CPU: \(CPUFeatures.current)")
 
-        service = PolicyService(config: config, policy: try Self.loadPolicy(config.model, logger: logger),
-                                listening: addresses, stats: stats)
+        let trainerSettings = try config.training.trainerSettings()
+        let policy = try Self.loadPolicy(config.model, logger: logger)
+        if let policy {
+            policy.enableTraining(trainerSettings)
+            let trainable = policy.trainer!.trainableParameters
+            let t = config.training
+            logger.info("training: \(t.mode), \(trainable) trainable parameters, learning rate \(t.learningRate > 0 ? t.learningRate : t.defaultLearningRate) (\(t.lrSchedule))")
+        }
+        service = PolicyService(config: config, policy: policy, listening: addresses, stats: stats)
         dispatcher = Dispatcher(table: service.methodTable(), options: options, stats: stats)
         server = NNGServer()
     }

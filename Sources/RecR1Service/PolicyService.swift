@@ -26,6 +26,7 @@ public final class PolicyService {
     private let policy: Policy?
     private let listening: [ListenAddress]
     private let stats: RequestStats
+    private let rollouts: RolloutStore
     private let startedAt = ContinuousClock.now
     private let lock = NSLock()
     private var stopping = false
@@ -35,9 +36,12 @@ public final class PolicyService {
         self.policy = policy
         self.listening = listening
         self.stats = stats
+        rollouts = RolloutStore(maxCount: config.training.rolloutStoreCount, maxBytes: config.training.rolloutStoreBytes)
     }
 
-    private static let engineMethods: [PolicyMethod] = [.tokenize, .detokenize, .applyChatTemplate, .generate, .score]
+    private static let engineMethods: [PolicyMethod] = [
+        .tokenize, .detokenize, .applyChatTemplate, .generate, .score, .update, .saveCheckpoint, .loadCheckpoint, .export,
+    ]
 
     /// Health reports STOPPING from now on.
     public func markStopping() { lock.withLock { stopping = true } }
@@ -47,7 +51,9 @@ public final class PolicyService {
         table.register(PolicyMethod.info.fullName) { [unowned self] (_: Recr1_V1_InfoRequest, _) in info() }
         table.register(PolicyMethod.health.fullName) { [unowned self] (_: Recr1_V1_HealthRequest, _) in health() }
         if let policy {
-            EngineHandlers(policy: policy, config: config).register(in: &table)
+            EngineHandlers(policy: policy, config: config, rollouts: rollouts).register(in: &table)
+            UpdateHandler(policy: policy, config: config, rollouts: rollouts).register(in: &table)
+            CheckpointHandlers(policy: policy, config: config).register(in: &table)
         } else {
             for method in Self.engineMethods {
                 table.register(method.fullName, raw: { _, _ in
@@ -59,7 +65,7 @@ public final class PolicyService {
         for method in later {
             table.register(method.fullName, raw: { _, _ in
                 throw RPCError.unimplemented(
-                    "\(method.rawValue) is not implemented in recr1d \(RecR1Version.current) yet (training arrives with the learning engine)")
+                    "\(method.rawValue) is not implemented in recr1d \(RecR1Version.current) yet (training jobs arrive with the service layer)")
             })
         }
         return table
@@ -83,6 +89,10 @@ public final class PolicyService {
             reply.model.contextLength = UInt32(c.contextLength)
             reply.model.computeType = "f32"
             reply.model.weightsType = policy.description.weightsType
+            if let trainer = policy.trainer {
+                reply.model.trainingMode = trainer.mode
+                reply.model.trainableParameters = UInt64(trainer.trainableParameters)
+            }
             reply.policyVersion = policy.version
         }
         reply.blasCore = BLAS.core

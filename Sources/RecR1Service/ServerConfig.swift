@@ -24,6 +24,8 @@ public struct ServerConfig: Equatable {
     public var logLevel = Logger.Level.info
     /// OpenBLAS threads; 0 = one per core.
     public var blasThreads = 0
+    /// Training: mode, optimiser, schedule, memory budget, seed, rollout store.
+    public var training = TrainingConfig()
 
     public init() {}
 
@@ -72,6 +74,7 @@ public struct ServerConfig: Equatable {
         if let v = try toml.string("state_dir") { stateDir = v }
         if let v = try toml.string("log_level") { logLevel = try Self.parseLogLevel(v) }
         if let v = try toml.int("blas_threads", in: 0...1024) { blasThreads = v }
+        try training.merge(&toml)
         try toml.rejectUnknownKeys()
     }
 

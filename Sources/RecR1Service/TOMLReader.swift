@@ -56,6 +56,16 @@ public struct TOMLReader {
         return int
     }
 
+    /// A number (an integer is accepted too), optionally within a range.
+    public mutating func double(_ key: String, in range: ClosedRange<Double>? = nil) throws -> Double? {
+        guard let value = value(key) else { return nil }
+        guard let number = value.double ?? value.int.map(Double.init) else { throw wrongType(key, "a number", value) }
+        if let range, !range.contains(number) {
+            throw ConfigError(key: key, "in \(origin): \(number) is outside \(range.lowerBound)...\(range.upperBound)")
+        }
+        return number
+    }
+
     public mutating func string(_ key: String) throws -> String? {
         guard let value = value(key) else { return nil }
         guard let string = value.string else { throw wrongType(key, "a string", value) }

@@ -15,6 +15,8 @@ public final class Tokenizer: @unchecked Sendable {  // immutable apart from the
     public let addsBOS: Bool
     public let addsEOS: Bool
     public let chatTemplateSource: String?
+    /// What the tokenizer was built from (export writes it back as tokenizer.json).
+    public let spec: TokenizerSpec
 
     private let tokens: [String]
     private let types: [TokenType]
@@ -35,6 +37,7 @@ public final class Tokenizer: @unchecked Sendable {  // immutable apart from the
                 throw FormatError(file, "the \(name) token id \(id) is outside the vocabulary of \(spec.tokens.count)")
             }
         }
+        self.spec = spec
         tokens = spec.tokens
         types = spec.tokenTypes
         preTokenizer = spec.preTokenizer

@@ -1,0 +1,87 @@
+import Foundation
+import RecR1Learning
+import RecR1Model
+
+/// How recr1d trains its policy: the mode (LoRA or full), the optimiser, the schedule, the memory budget,
+/// the seed and the rollout store. Part of `ServerConfig`; the same names in the TOML file and as flags.
+public struct TrainingConfig: Equatable {
+    public var mode = "lora"                   // "lora" or "full"
+    public var loraRank = 16
+    public var loraAlpha = 32.0
+    public var loraTargets = LoRATarget.allCases.map(\.rawValue)
+    /// 0 = the mode's default: 1e-4 for LoRA, 1e-5 for full fine-tuning.
+    public var learningRate = 0.0
+    public var lrSchedule = "constant"         // "constant", "linear" or "cosine" (each after warmup_steps)
+    public var warmupSteps = 0
+    public var totalSteps = 1000               // where linear and cosine reach their end
+    public var minLRRatio = 0.0                // cosine's floor, as a fraction of the peak
+    public var weightDecay = 0.0
+    public var adamBeta1 = 0.9
+    public var adamBeta2 = 0.999
+    public var adamEpsilon = 1e-8
+    public var maxGradNorm = 1.0               // 0 = no clipping
+    /// The memory budget: tokens per micro-batch (about 45 KB of activations each for SmolLM2-135M).
+    public var microBatchTokens = 2048
+    /// Seeds the adapters' initialisation and the seeds of Generate requests that give none; 0 = random.
+    public var seed: UInt64 = 0
+    public var rolloutStoreCount = 65536
+    public var rolloutStoreBytes = 256 << 20
+
+    public init() {}
+
+    public var defaultLearningRate: Double { mode == "full" ? 1e-5 : 1e-4 }
+
+    /// The trainer's settings, or an error naming the setting that is wrong.
+    public func trainerSettings() throws -> TrainerSettings {
+        var s = TrainerSettings()
+        switch mode {
+        case "lora":
+            let targets = try loraTargets.map { name -> LoRATarget in
+                guard let target = LoRATarget(name: name) else {
+                    throw ConfigError(key: "lora_targets", "'\(name)' is not one of q, k, v, o, gate, up, down")
+                }
+                return target
+            }
+            if targets.isEmpty { throw ConfigError(key: "lora_targets", "name at least one layer") }
+            s.lora = LoRASettings(rank: loraRank, alpha: Float(loraAlpha), targets: targets)
+        case "full":
+            s.lora = nil
+        default:
+            throw ConfigError(key: "training_mode", "'\(mode)' is not lora or full")
+        }
+        let peak = Float(learningRate > 0 ? learningRate : defaultLearningRate)
+        switch lrSchedule {
+        case "constant": s.schedule = warmupSteps > 0 ? .warmupConstant(peak, warmup: warmupSteps) : .constant(peak)
+        case "linear": s.schedule = .warmupLinear(peak, warmup: warmupSteps, total: totalSteps)
+        case "cosine": s.schedule = .warmupCosine(peak, warmup: warmupSteps, total: totalSteps, minimum: Float(minLRRatio))
+        default: throw ConfigError(key: "lr_schedule", "'\(lrSchedule)' is not constant, linear or cosine")
+        }
+        s.adamW = AdamWSettings(beta1: Float(adamBeta1), beta2: Float(adamBeta2), epsilon: Float(adamEpsilon),
+                                weightDecay: Float(weightDecay))
+        s.maxGradientNorm = Float(maxGradNorm)
+        s.maxTokensPerMicroBatch = microBatchTokens
+        s.seed = seed == 0 ? UInt64.random(in: 1 ... .max) : seed
+        return s
+    }
+
+    mutating func merge(_ toml: inout TOMLReader) throws {
+        if let v = try toml.string("training_mode") { mode = v }
+        if let v = try toml.int("lora_rank", in: 1...4096) { loraRank = v }
+        if let v = try toml.double("lora_alpha", in: 0...1e6) { loraAlpha = v }
+        if let v = try toml.strings("lora_targets") { loraTargets = v }
+        if let v = try toml.double("learning_rate", in: 0...10) { learningRate = v }
+        if let v = try toml.string("lr_schedule") { lrSchedule = v }
+        if let v = try toml.int("warmup_steps", in: 0...100_000_000) { warmupSteps = v }
+        if let v = try toml.int("total_steps", in: 1...100_000_000) { totalSteps = v }
+        if let v = try toml.double("min_lr_ratio", in: 0...1) { minLRRatio = v }
+        if let v = try toml.double("weight_decay", in: 0...10) { weightDecay = v }
+        if let v = try toml.double("adam_beta1", in: 0...0.999999) { adamBeta1 = v }
+        if let v = try toml.double("adam_beta2", in: 0...0.999999999) { adamBeta2 = v }
+        if let v = try toml.double("adam_epsilon", in: 0...1) { adamEpsilon = v }
+        if let v = try toml.double("max_grad_norm", in: 0...1e9) { maxGradNorm = v }
+        if let v = try toml.int("micro_batch_tokens", in: 1...10_000_000) { microBatchTokens = v }
+        if let v = try toml.int("seed", in: 0...Int.max) { seed = UInt64(v) }
+        if let v = try toml.int("rollout_store_count", in: 1...100_000_000) { rolloutStoreCount = v }
+        if let v = try toml.int("rollout_store_bytes", in: 1024...(1 << 40)) { rolloutStoreBytes = v }
+    }
+}
