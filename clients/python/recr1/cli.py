@@ -7,12 +7,22 @@ import sys
 from google.protobuf import json_format
 
 from recr1.client import PolicyClient
+from recr1.data import cli as data_cli
 from recr1.errors import RecR1Error
 from recr1.v1 import policy_pb2
 
 
 def _print(message):
     print(json.dumps(json_format.MessageToDict(message, preserving_proto_field_name=True), indent=2))
+
+
+def _reward(plugin_args):
+    from recr1 import rewards  # the BM25 plugins need bm25s and numpy; only this command loads them
+    if not plugin_args or plugin_args[0] in ("-h", "--help"):
+        print("usage: recr1 reward NAME ADDRESS [options]   (NAME: " + ", ".join(rewards.PLUGINS) + "; "
+              "`recr1 reward NAME --help` for the options)")
+        return 0 if plugin_args else 2
+    return rewards.plugin_main(plugin_args[0], plugin_args[1:])
 
 
 def main(argv=None):
@@ -35,7 +45,17 @@ def main(argv=None):
     generate.add_argument("--seed", type=int)
     generate.add_argument("--max-new-tokens", type=int, default=128)
     generate.add_argument("--json", action="store_true", help="print the whole reply as JSON")
-    args = parser.parse_args(argv)
+    data_cli.add_commands(commands)
+    reward = commands.add_parser("reward", add_help=False,
+                                 help="run a reward plugin: rec_r1, reczero, rlrf4rec (--help after the name)")
+    reward.add_argument("plugin_args", nargs=argparse.REMAINDER, help="NAME ADDRESS [options]")
+    args, extra = parser.parse_known_args(argv)
+    if args.command == "reward":  # everything after "reward" is the plugin's (its --help included)
+        return _reward(extra + args.plugin_args)
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if args.command == "data":
+        return data_cli.run(args)
 
     try:
         with PolicyClient(args.address, timeout=args.timeout, token_file=args.token_file) as client:
