@@ -1,0 +1,311 @@
+"""Update, checkpoints and export through recr1d with the real SmolLM2, and learning on small tasks.
+
+The learning tests print their curves (run pytest with -s to see them) and assert generous bounds."""
+
+import json
+import struct
+
+import pytest
+
+import recr1
+from recr1.v1 import policy_pb2
+
+from conftest import Daemon
+
+FRUIT = [{"role": "user", "content": "Name a fruit."}]
+CAPITAL = [{"role": "user", "content": "What is the capital of France?"}]
+
+
+def start(tmp_path, name="d", config="seed = 7\n", extra=()):
+    """A recr1d with SmolLM2 (LoRA by default) and its own state directory."""
+    directory = tmp_path / name
+    directory.mkdir()
+    (directory / "recr1d.toml").write_text(config)
+    address = f"ipc://{directory}/recr1d.sock"
+    daemon = Daemon(["--listen", address, "--config", str(directory / "recr1d.toml"), "--state-dir",
+                     str(directory / "state"), "--max-new-tokens", "64", "--max-sequence-tokens", "512", *extra],
+                    cwd=directory)
+    daemon.wait_ready(address, timeout=120)
+    return daemon, recr1.PolicyClient(address, timeout=600)
+
+
+@pytest.fixture
+def policy(tmp_path):
+    daemon, client = start(tmp_path)
+    yield client
+    client.close()
+    daemon.stop()
+
+
+def logprobs(client, pairs=((CAPITAL, "The capital of France is Paris."), (FRUIT, "An apple."))):
+    reply = client.score(list(pairs), which="both")
+    return reply.policy_version, [list(r.policy_logprobs) for r in reply.results], [list(r.reference_logprobs) for r in reply.results]
+
+
+def test_grpo_update_by_rollout_ids_bumps_the_version(policy):
+    info = policy.info()
+    assert info.model.training_mode == "lora" and info.model.trainable_parameters > 0
+    version, before, reference = logprobs(policy)
+    assert version == 0 and before == reference, "before training the policy is the reference"
+
+    generated = policy.generate([FRUIT], n=4, max_new_tokens=8, seed=3)
+    assert generated.policy_version == 0
+    samples = generated.results[0].completions
+    assert all(s.rollout_id for s in samples)
+    rewards = [1.0, 0.0, 0.5, 0.0]
+    reply = policy.update(grpo=recr1.grpo_batch([list(zip([s.rollout_id for s in samples], rewards))]),
+                          learning_rate=1e-3)
+    assert reply.applied and reply.policy_version == 1 and reply.step == 1
+    m = reply.metrics
+    assert m.sequences == 4 and m.tokens > 4 * 8
+    assert m.grad_norm > 0 and m.learning_rate == pytest.approx(1e-3)
+    assert m.reward_mean == pytest.approx(0.375) and m.entropy > 0
+    assert m.kl >= 0 and m.seconds > 0
+
+    version, after, reference_after = logprobs(policy)
+    assert version == 1
+    assert reference_after == reference, "the reference (adapters off) does not move"
+    assert max(abs(a - b) for x, y in zip(after, before) for a, b in zip(x, y)) > 1e-4
+    assert policy.generate([FRUIT], n=1, max_new_tokens=2).policy_version == 1
+
+    # The same rollouts again: the ratio is no longer 1, and the KL against the reference is positive.
+    again = policy.update(grpo=recr1.grpo_batch([list(zip([s.rollout_id for s in samples], rewards))], beta=0.1))
+    assert again.applied and again.policy_version == 2 and again.metrics.kl > 0
+
+
+def test_explicit_samples_dpo_and_sft_updates(policy):
+    ids = policy.apply_chat_template([FRUIT]).tokens[0].ids
+    apple, rock = policy.tokenize(["Apple.", "A rock."])
+    batch = recr1.grpo_batch([[({"prompt_tokens": ids, "completion_tokens": apple}, 1.0),
+                               ({"prompt_tokens": ids, "completion_tokens": rock, "old_logprobs": [-2.0] * len(rock)}, 0.0)]])
+    assert policy.update(grpo=batch).applied
+    dpo = policy.update(dpo=recr1.dpo_batch([(FRUIT, "Apple.", "A rock.")], beta=0.1))
+    assert dpo.applied and dpo.policy_version == 2
+    assert dpo.metrics.margin == pytest.approx(dpo.metrics.chosen_rewards - dpo.metrics.rejected_rewards)
+    sft = policy.update(sft=recr1.sft_batch([(FRUIT, "Apple.")]))
+    assert sft.applied and sft.policy_version == 3 and sft.metrics.loss > 0
+
+    # Accumulation: two requests, one step.
+    first = policy.update(sft=recr1.sft_batch([(FRUIT, "Apple.")]), accumulate=True)
+    assert not first.applied and first.policy_version == 3
+    second = policy.update(sft=recr1.sft_batch([(FRUIT, "Banana.")]))
+    assert second.applied and second.policy_version == 4 and second.step == 4
+
+
+def test_bad_updates_name_the_field_and_change_nothing(policy):
+    version, before, _ = logprobs(policy)
+    rollout = policy.generate([FRUIT], n=2, max_new_tokens=4, seed=1).results[0].completions
+    ids = policy.apply_chat_template([FRUIT]).tokens[0].ids
+    cases = [
+        (recr1.InvalidArgument, "batch", policy_pb2.UpdateRequest()),
+        (recr1.InvalidArgument, "grpo.groups", policy_pb2.UpdateRequest(grpo=policy_pb2.GrpoBatch())),
+        (recr1.InvalidArgument, "grpo.groups[0].samples",
+         policy_pb2.UpdateRequest(grpo=recr1.grpo_batch([[(rollout[0].rollout_id, 1.0)]]))),
+        (recr1.NotFound, "grpo.groups[0].samples[1].rollout_id",
+         policy_pb2.UpdateRequest(grpo=recr1.grpo_batch([[(rollout[0].rollout_id, 1.0), ("no-such-rollout", 0.0)]]))),
+        (recr1.InvalidArgument, "grpo.groups[0].samples[0].reward",
+         policy_pb2.UpdateRequest(grpo=recr1.grpo_batch([[(rollout[0].rollout_id, float("nan")), (rollout[1].rollout_id, 0.0)]]))),
+        (recr1.InvalidArgument, "grpo.groups[0].samples[1].explicit.old_logprobs",
+         policy_pb2.UpdateRequest(grpo=recr1.grpo_batch([[(rollout[0].rollout_id, 1.0),
+                                                          ({"prompt_tokens": ids, "completion_tokens": [5, 6], "old_logprobs": [-1.0]}, 0.0)]]))),
+        (recr1.InvalidArgument, "grpo.groups[0].samples[1].explicit.completion_tokens.ids[0]",
+         policy_pb2.UpdateRequest(grpo=recr1.grpo_batch([[(rollout[0].rollout_id, 1.0),
+                                                          ({"prompt_tokens": ids, "completion_tokens": [49152]}, 0.0)]]))),
+        (recr1.InvalidArgument, "grpo.config.epsilon_low",
+         policy_pb2.UpdateRequest(grpo=recr1.grpo_batch([[(r.rollout_id, 1.0) for r in rollout]], epsilon_low=-1.0))),
+        (recr1.InvalidArgument, "dpo.config.beta", policy_pb2.UpdateRequest(dpo=recr1.dpo_batch([(FRUIT, "a", "b")], beta=0.0))),
+        (recr1.InvalidArgument, "dpo.pairs[0].rejected", policy_pb2.UpdateRequest(dpo=recr1.dpo_batch([(FRUIT, "a", "")]))),
+        (recr1.InvalidArgument, "sft.pairs", policy_pb2.UpdateRequest(sft=policy_pb2.SftBatch())),
+        (recr1.InvalidArgument, "sft.pairs[0]", policy_pb2.UpdateRequest(sft=recr1.sft_batch([(FRUIT, "word " * 600)]))),
+        (recr1.InvalidArgument, "learning_rate",
+         policy_pb2.UpdateRequest(sft=recr1.sft_batch([(FRUIT, "a")]), learning_rate=-1.0)),
+    ]
+    for error, field, request in cases:
+        with pytest.raises(error) as caught:
+            policy.update(request)
+        assert caught.value.field == field, (field, str(caught.value))
+    assert logprobs(policy) == (version, before, before)
+    assert policy.health().policy_version == version
+
+
+def test_non_finite_gradients_skip_the_step_and_keep_the_weights(policy):
+    ids = policy.apply_chat_template([FRUIT]).tokens[0].ids
+    apple, rock = policy.tokenize(["Apple.", "A rock."])
+    before = logprobs(policy)
+    # Huge advantages (no scaling) overflow the gradients to infinity.
+    batch = recr1.grpo_batch([[({"prompt_tokens": ids, "completion_tokens": apple}, 3e38),
+                               ({"prompt_tokens": ids, "completion_tokens": rock}, -3e38)]], scaling="none", beta=0.0)
+    reply = policy.update(grpo=batch)
+    assert not reply.applied and reply.policy_version == 0 and reply.step == 0
+    assert "not finite" in reply.skipped_reason
+    assert logprobs(policy) == before
+    assert policy.update(sft=recr1.sft_batch([(FRUIT, "Apple.")])).applied, "the trainer still works afterwards"
+
+
+def train_steps(client, count):
+    """SFT and explicit-GRPO steps, deterministic given the policy."""
+    ids = client.apply_chat_template([FRUIT]).tokens[0].ids
+    apple, rock = client.tokenize(["Apple, of course.", "A rock."])
+    for step in range(count):
+        if step % 2 == 0:
+            client.update(sft=recr1.sft_batch([(FRUIT, "Apple, of course."), (CAPITAL, "Paris.")]), learning_rate=1e-3)
+        else:
+            client.update(grpo=recr1.grpo_batch([[({"prompt_tokens": ids, "completion_tokens": apple}, 1.0),
+                                                  ({"prompt_tokens": ids, "completion_tokens": rock}, 0.0)]]),
+                          learning_rate=1e-3)
+
+
+@pytest.mark.parametrize("mode", ["lora", "full"])
+def test_checkpoint_resume_is_bit_identical(tmp_path, mode):
+    config = f'seed = 7\ntraining_mode = "{mode}"\n'
+    first, a = start(tmp_path, "a", config)
+    try:
+        train_steps(a, 2)
+        saved = a.save_checkpoint("ck")
+        assert saved.step == 2 and saved.policy_version == 2 and saved.bytes > 0
+        assert saved.path.endswith("/state/ck")
+        train_steps(a, 2)
+        uninterrupted = logprobs(a)
+        sampled = [c.token_ids for c in a.generate([FRUIT], n=3, max_new_tokens=8).results[0].completions]
+    finally:
+        a.close()
+        first.stop()
+
+    second, b = start(tmp_path, "b", config)
+    try:
+        loaded = b.load_checkpoint(saved.path)
+        assert (loaded.step, loaded.policy_version) == (2, 2)
+        train_steps(b, 2)
+        assert logprobs(b) == uninterrupted, "the resumed run matches bit for bit"
+        # Unseeded sampling draws its seeds from the checkpointed stream, so it matches too.
+        assert [c.token_ids for c in b.generate([FRUIT], n=3, max_new_tokens=8).results[0].completions] == sampled
+    finally:
+        b.close()
+        second.stop()
+
+
+def test_checkpoint_errors_change_nothing(tmp_path, policy):
+    train_steps(policy, 1)
+    before = logprobs(policy)
+    with pytest.raises(recr1.InvalidArgument) as caught:
+        policy.load_checkpoint("")
+    assert caught.value.field == "path"
+    with pytest.raises(recr1.NotFound):
+        policy.load_checkpoint(str(tmp_path / "missing"))
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "trainer.json").write_text("{not json")
+    with pytest.raises(recr1.FailedPrecondition) as caught:
+        policy.load_checkpoint(str(broken))
+    assert "trainer.json" in str(caught.value)
+
+    # A checkpoint whose adapter file is truncated is refused whole.
+    good = policy.save_checkpoint(str(tmp_path / "good"))
+    truncated = tmp_path / "truncated"
+    truncated.mkdir()
+    for name in ("trainer.json", "optimizer.safetensors"):
+        (truncated / name).write_bytes((tmp_path / "good" / name).read_bytes())
+    data = (tmp_path / "good" / "adapter_model.safetensors").read_bytes()
+    (truncated / "adapter_model.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(recr1.FailedPrecondition) as caught:
+        policy.load_checkpoint(str(truncated))
+    assert "truncated" in str(caught.value)
+    assert logprobs(policy) == before
+
+    # Saving over an existing checkpoint replaces it; a crash between the renames leaves `.previous`.
+    train_steps(policy, 1)
+    again = policy.save_checkpoint(str(tmp_path / "good"))
+    assert again.step == good.step + 1 and not (tmp_path / "good.previous").exists()
+    (tmp_path / "good").rename(tmp_path / "good.previous")
+    assert policy.load_checkpoint(str(tmp_path / "good")).step == again.step
+
+    # A full fine-tuning daemon refuses a LoRA checkpoint, naming the settings.
+    full, client = start(tmp_path, "full", 'training_mode = "full"\n')
+    try:
+        with pytest.raises(recr1.FailedPrecondition) as caught:
+            client.load_checkpoint(again.path.replace(".previous", ""))
+        assert "training_mode" in str(caught.value)
+    finally:
+        client.close()
+        full.stop()
+
+
+def safetensors_header(path):
+    data = path.read_bytes()
+    (length,) = struct.unpack("<Q", data[:8])
+    return json.loads(data[8:8 + length])
+
+
+def test_export_merged_and_peft(tmp_path, policy):
+    train_steps(policy, 2)
+    _, trained, _ = logprobs(policy)
+    merged = policy.export(str(tmp_path / "merged"))
+    assert set(merged.files) >= {"model.safetensors", "config.json", "tokenizer.json", "tokenizer_config.json"}
+    config = json.loads((tmp_path / "merged" / "config.json").read_text())
+    assert config["architectures"] == ["LlamaForCausalLM"] and config["num_hidden_layers"] == 30
+    assert config["tie_word_embeddings"] is True and config["rope_theta"] == 100000
+
+    # The export loads as a model of its own, with the adapters folded in.
+    daemon, client = start(tmp_path, "exported", extra=("--model", str(tmp_path / "merged")))
+    try:
+        info = client.info().model
+        assert info.parameters == 134_515_008 and "F32" in info.weights_type
+        _, exported, _ = logprobs(client)
+        worst = max(abs(a - b) for x, y in zip(exported, trained) for a, b in zip(x, y))
+        assert worst < 1e-4, worst
+        assert client.tokenize(["Café ☕ 東京 1234 <|im_end|>"]) == policy.tokenize(["Café ☕ 東京 1234 <|im_end|>"])
+    finally:
+        client.close()
+        daemon.stop()
+
+    peft = policy.export(str(tmp_path / "peft"), format="peft")
+    assert sorted(peft.files) == ["adapter_config.json", "adapter_model.safetensors"]
+    adapter = json.loads((tmp_path / "peft" / "adapter_config.json").read_text())
+    assert adapter["peft_type"] == "LORA" and adapter["r"] == 16 and adapter["lora_alpha"] == 32
+    assert set(adapter["target_modules"]) == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+    header = safetensors_header(tmp_path / "peft" / "adapter_model.safetensors")
+    a = header["base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight"]
+    b = header["base_model.model.model.layers.29.mlp.down_proj.lora_B.weight"]
+    assert a["shape"] == [16, 576] and b["shape"] == [576, 16] and a["dtype"] == "F32"
+    assert len([k for k in header if k != "__metadata__"]) == 30 * 7 * 2
+
+
+# --- Learning on the real model ------------------------------------------------------------------
+
+def test_grpo_raises_the_reward(policy):
+    """Reward 1 when the answer to "Name a fruit." contains "apple": rare at first, common after a few steps."""
+    curve = []
+    for step in range(8):
+        generated = policy.generate([FRUIT, FRUIT], n=8, temperature=1.0, max_new_tokens=12)
+        groups = [[(c.rollout_id, 1.0 if "apple" in c.text.lower() else 0.0) for c in r.completions]
+                  for r in generated.results]
+        reply = policy.update(grpo=recr1.grpo_batch(groups, beta=0.0), learning_rate=1e-3)
+        assert reply.applied
+        curve.append(round(reply.metrics.reward_mean, 3))
+    print("GRPO mean reward per step:", curve)
+    assert sum(curve[-2:]) / 2 >= sum(curve[:2]) / 2 + 0.4, curve
+    assert sum(curve[-2:]) / 2 >= 0.6, curve
+
+
+def test_dpo_raises_the_margin(policy):
+    pairs = [(FRUIT, "An apple.", "A rock."), (CAPITAL, "Paris.", "London."),
+             ([{"role": "user", "content": "Name a color."}], "Blue.", "Seven.")]
+    curve = []
+    for step in range(6):
+        reply = policy.update(dpo=recr1.dpo_batch(pairs, beta=0.1), learning_rate=5e-4)
+        assert reply.applied
+        curve.append(round(reply.metrics.margin, 4))
+    print("DPO margin per step:", curve)
+    assert curve[0] == pytest.approx(0, abs=1e-3), "the policy starts as the reference"
+    assert curve[-1] > 0.5 and all(b > a for a, b in zip(curve, curve[1:])), curve
+
+
+def test_sft_lowers_the_loss(policy):
+    pairs = [(FRUIT, "Mango is my favourite fruit."), (CAPITAL, "Paris is the capital of France.")]
+    curve = []
+    for step in range(6):
+        reply = policy.update(sft=recr1.sft_batch(pairs), learning_rate=5e-4)
+        assert reply.applied
+        curve.append(round(reply.metrics.loss, 4))
+    print("SFT loss per step:", curve)
+    assert curve[-1] < 0.6 * curve[0], curve
