@@ -112,3 +112,91 @@ void recr1_swiglu(float *gate, const float *up, int n) {
 #endif
     for (int i = 0; i < n; i++) gate[i] = gate[i] / (1.0f + expf(-gate[i])) * up[i];
 }
+
+// --- The training pass's element-wise work ----------------------------------------------------------
+
+#if defined(__x86_64__)
+// Σ p·x with p = e^(x − lse): the expected logit, from which the entropy is lse − Σ p·x.
+AVX512 static float expected512(const float *x, int n, float lse) {
+    const __m512 s = _mm512_set1_ps(lse);
+    __m512 sum = _mm512_setzero_ps();
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512 v = _mm512_loadu_ps(x + i);
+        sum = _mm512_fmadd_ps(exp512(_mm512_sub_ps(v, s)), v, sum);
+    }
+    float tail = 0;
+    for (; i < n; i++) tail += expf(x[i] - lse) * x[i];
+    return _mm512_reduce_add_ps(sum) + tail;
+}
+
+AVX512 static void logit_gradient512(float *x, int n, float lse, float d, float dh, float h) {
+    const __m512 s = _mm512_set1_ps(lse), vd = _mm512_set1_ps(-d), vdh = _mm512_set1_ps(-dh), vh = _mm512_set1_ps(h);
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512 logp = _mm512_sub_ps(_mm512_loadu_ps(x + i), s);
+        __m512 p = exp512(logp);
+        // −d·p − dH·p·(log p + H)
+        __m512 g = _mm512_fmadd_ps(_mm512_mul_ps(vdh, p), _mm512_add_ps(logp, vh), _mm512_mul_ps(vd, p));
+        _mm512_storeu_ps(x + i, g);
+    }
+    for (; i < n; i++) {
+        float logp = x[i] - lse, p = expf(logp);
+        x[i] = -d * p - dh * p * (logp + h);
+    }
+}
+
+AVX512 static void swiglu_backward512(const float *gate, const float *up, float *d_act, float *d_up, int n) {
+    const __m512 one = _mm512_set1_ps(1.0f);
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512 g = _mm512_loadu_ps(gate + i), u = _mm512_loadu_ps(up + i), da = _mm512_loadu_ps(d_act + i);
+        __m512 sig = _mm512_div_ps(one, _mm512_add_ps(one, exp512(_mm512_sub_ps(_mm512_setzero_ps(), g))));
+        _mm512_storeu_ps(d_up + i, _mm512_mul_ps(da, _mm512_mul_ps(g, sig)));
+        // d gate = da · up · σ · (1 + g·(1 − σ))
+        __m512 inner = _mm512_fmadd_ps(g, _mm512_sub_ps(one, sig), one);
+        _mm512_storeu_ps(d_act + i, _mm512_mul_ps(_mm512_mul_ps(da, u), _mm512_mul_ps(sig, inner)));
+    }
+    for (; i < n; i++) {
+        float g = gate[i], sig = 1.0f / (1.0f + expf(-g));
+        d_up[i] = d_act[i] * g * sig;
+        d_act[i] = d_act[i] * up[i] * sig * (1.0f + g * (1.0f - sig));
+    }
+}
+#endif
+
+float recr1_expected_logit(const float *x, int n, float lse) {
+#if defined(__x86_64__)
+    if (has_avx512()) return expected512(x, n, lse);
+#endif
+    float sum = 0;
+    for (int i = 0; i < n; i++) sum += expf(x[i] - lse) * x[i];
+    return sum;
+}
+
+void recr1_logit_gradient(float *x, int n, float lse, float d, float dh, float h) {
+#if defined(__x86_64__)
+    if (has_avx512()) {
+        logit_gradient512(x, n, lse, d, dh, h);
+        return;
+    }
+#endif
+    for (int i = 0; i < n; i++) {
+        float logp = x[i] - lse, p = expf(logp);
+        x[i] = -d * p - dh * p * (logp + h);
+    }
+}
+
+void recr1_swiglu_backward(const float *gate, const float *up, float *d_act, float *d_up, int n) {
+#if defined(__x86_64__)
+    if (has_avx512()) {
+        swiglu_backward512(gate, up, d_act, d_up, n);
+        return;
+    }
+#endif
+    for (int i = 0; i < n; i++) {
+        float g = gate[i], sig = 1.0f / (1.0f + expf(-g));
+        d_up[i] = d_act[i] * g * sig;
+        d_act[i] = d_act[i] * up[i] * sig * (1.0f + g * (1.0f - sig));
+    }
+}

@@ -71,6 +71,23 @@ public enum Kernels {
         recr1_swiglu(gate, up, Int32(n))
     }
 
+    /// SwiGLU's backward: dUp = dAct·silu(gate), and dAct becomes d(gate) = dAct·up·σ·(1 + gate·(1 − σ)).
+    public static func swiGLUBackward(gate: UnsafePointer<Float>, up: UnsafePointer<Float>, dAct: UnsafeMutablePointer<Float>,
+                                      dUp: UnsafeMutablePointer<Float>, _ n: Int) {
+        recr1_swiglu_backward(gate, up, dAct, dUp, Int32(n))
+    }
+
+    /// Σ p·x over a row of logits with p = e^(x − lse); the entropy of the row is lse minus this.
+    public static func expectedLogit(_ x: UnsafePointer<Float>, _ n: Int, logSumExp: Float) -> Float {
+        recr1_expected_logit(x, Int32(n), logSumExp)
+    }
+
+    /// A row of logits becomes its gradient for dLoss/dlog p(token) = d and dLoss/dH = dH (entropy H):
+    /// x := −d·p − dH·p·(log p + H); the caller adds d at the token.
+    public static func logitGradient(_ x: UnsafeMutablePointer<Float>, _ n: Int, logSumExp: Float, d: Float, dH: Float, entropy: Float) {
+        recr1_logit_gradient(x, Int32(n), logSumExp, d, dH, entropy)
+    }
+
     /// The RoPE angles of a position: cos and sin of position · θ^(−2i/headDim) for i < headDim/2.
     public static func ropeAngles(position: Int, headDim: Int, theta: Float,
                                   cos: UnsafeMutablePointer<Float>, sin: UnsafeMutablePointer<Float>) {

@@ -51,6 +51,18 @@ public final class TrainingPass {
     }
 
     private var layers: [LayerActivations] = []
+    /// The backward pass's buffers, kept between calls (fresh pages cost page faults on every step).
+    final class Scratch {
+        let chunkRows = Buffer(), logits = Buffer()       // a chunk of final-norm rows, and their logits
+        let dChunk = Buffer(), normedChunk = Buffer()
+        let dNormed = Buffer(), dx = Buffer(), dxn = Buffer()     // [rows × dim]
+        let dAct = Buffer(), dUp = Buffer()                       // [rows × ffnDim]
+        let dAtt = Buffer(), dq = Buffer()                        // [rows × qDim]
+        let dk = Buffer(), dv = Buffer()                          // [rows × kvDim]
+        let negativeSin = Buffer()                                // [rows × headDim/2]
+        let dScores = Buffer()                                    // [T × T] one head's dP, then dS
+    }
+    private let scratch = Scratch()
     private let xFinal = Buffer(), normed = Buffer(), rFinal = Buffer()
     private let cos = Buffer(), sin = Buffer()
     private var sequences: [[Int32]] = []
@@ -114,29 +126,38 @@ public final class TrainingPass {
             a.r1.resize(rows); a.r2.resize(rows); a.probs.resize(probsOffset)
 
             a.xIn.p.update(from: x.p, count: rows * c.dim)
-            for r in 0..<rows { a.r1.p[r] = Kernels.rmsNorm(a.xn1.p + r * c.dim, x.p + r * c.dim, lw.attnNorm, c.dim, eps: c.normEps) }
+            Parallel.rows(rows) { range in
+                for r in range { a.r1.p[r] = Kernels.rmsNorm(a.xn1.p + r * c.dim, x.p + r * c.dim, lw.attnNorm, c.dim, eps: c.normEps) }
+            }
             MatMul.linear(a.q.p, a.xn1.p, lw.wq, bias: lw.bq, rows: rows, inDim: c.dim, outDim: c.qDim)
             MatMul.linear(a.k.p, a.xn1.p, lw.wk, bias: lw.bk, rows: rows, inDim: c.dim, outDim: c.kvDim)
             MatMul.linear(a.v.p, a.xn1.p, lw.wv, bias: lw.bv, rows: rows, inDim: c.dim, outDim: c.kvDim)
             addAdapter(a, l, .q, out: a.q.p, input: a.xn1.p)
             addAdapter(a, l, .k, out: a.k.p, input: a.xn1.p)
             addAdapter(a, l, .v, out: a.v.p, input: a.xn1.p)
-            for r in 0..<rows {
-                Kernels.rope(a.q.p + r * c.qDim, heads: c.heads, headDim: c.headDim, cos: cos.p + r * half, sin: sin.p + r * half)
-                Kernels.rope(a.k.p + r * c.kvDim, heads: c.kvHeads, headDim: c.headDim, cos: cos.p + r * half, sin: sin.p + r * half)
+            Parallel.rows(rows) { range in
+                for r in range {
+                    Kernels.rope(a.q.p + r * c.qDim, heads: c.heads, headDim: c.headDim, cos: cos.p + r * half, sin: sin.p + r * half)
+                    Kernels.rope(a.k.p + r * c.kvDim, heads: c.kvHeads, headDim: c.headDim, cos: cos.p + r * half, sin: sin.p + r * half)
+                }
             }
             attentionForward(a)
             MatMul.linear(x.p, a.att.p, lw.wo, rows: rows, inDim: c.qDim, outDim: c.dim, accumulate: true)
             addAdapter(a, l, .o, out: x.p, input: a.att.p)
 
             a.h.p.update(from: x.p, count: rows * c.dim)
-            for r in 0..<rows { a.r2.p[r] = Kernels.rmsNorm(a.xn2.p + r * c.dim, x.p + r * c.dim, lw.ffnNorm, c.dim, eps: c.normEps) }
+            Parallel.rows(rows) { range in
+                for r in range { a.r2.p[r] = Kernels.rmsNorm(a.xn2.p + r * c.dim, x.p + r * c.dim, lw.ffnNorm, c.dim, eps: c.normEps) }
+            }
             MatMul.linear(a.gate.p, a.xn2.p, lw.wGate, rows: rows, inDim: c.dim, outDim: c.ffnDim)
             MatMul.linear(a.up.p, a.xn2.p, lw.wUp, rows: rows, inDim: c.dim, outDim: c.ffnDim)
             addAdapter(a, l, .gate, out: a.gate.p, input: a.xn2.p)
             addAdapter(a, l, .up, out: a.up.p, input: a.xn2.p)
             a.act.p.update(from: a.gate.p, count: rows * c.ffnDim)
-            Kernels.swiGLU(a.act.p, a.up.p, rows * c.ffnDim)
+            Parallel.rows(rows) { range in
+                let offset = range.lowerBound * c.ffnDim
+                Kernels.swiGLU(a.act.p + offset, a.up.p + offset, range.count * c.ffnDim)
+            }
             MatMul.linear(x.p, a.act.p, lw.wDown, rows: rows, inDim: c.ffnDim, outDim: c.dim, accumulate: true)
             addAdapter(a, l, .down, out: x.p, input: a.act.p)
         }
@@ -150,16 +171,20 @@ public final class TrainingPass {
         logSumExps = [Float](repeating: 0, count: targets.count)
         entropyFlat = entropy ? [Float](repeating: 0, count: targets.count) : []
         var logprobs = [Float](repeating: 0, count: targets.count)
-        forEachLogitChunk { range, logits in
-            for (i, target) in zip(range, targets[range]) {
-                let line = logits + (i - range.lowerBound) * c.vocabSize
-                let lse = Kernels.logSumExp(line, c.vocabSize)
-                logSumExps[i] = lse
-                logprobs[i] = line[Int(target.token)] - lse
-                if entropy {
-                    var expected: Float = 0
-                    for v in 0..<c.vocabSize { expected += expf(line[v] - lse) * line[v] }
-                    entropyFlat[i] = lse - expected
+        logSumExps.withUnsafeMutableBufferPointer { lses in
+            logprobs.withUnsafeMutableBufferPointer { logprobs in
+                entropyFlat.withUnsafeMutableBufferPointer { entropies in
+                    forEachLogitChunk { range, logits in
+                        Parallel.rows(range.count, minimumPerThread: 4) { part in
+                            for i in part.lowerBound + range.lowerBound..<part.upperBound + range.lowerBound {
+                                let line = logits + (i - range.lowerBound) * c.vocabSize
+                                let lse = Kernels.logSumExp(line, c.vocabSize)
+                                lses[i] = lse
+                                logprobs[i] = line[Int(targets[i].token)] - lse
+                                if entropy { entropies[i] = lse - Kernels.expectedLogit(line, c.vocabSize, logSumExp: lse) }
+                            }
+                        }
+                    }
                 }
             }
         }
@@ -192,8 +217,9 @@ public final class TrainingPass {
     private func forEachLogitChunk(_ body: (Range<Int>, UnsafeMutablePointer<Float>) -> Void) {
         let c = config
         let head = decoder.weights.lmHead ?? decoder.weights.tokenEmbedding
-        let chunkRows = Buffer(zeros: min(logitChunk, max(1, targets.count)) * c.dim)
-        let logits = Buffer(zeros: min(logitChunk, max(1, targets.count)) * c.vocabSize)
+        let chunkRows = scratch.chunkRows, logits = scratch.logits
+        chunkRows.resize(min(logitChunk, max(1, targets.count)) * c.dim)
+        logits.resize(min(logitChunk, max(1, targets.count)) * c.vocabSize)
         var start = 0
         while start < targets.count {
             let range = start..<min(start + logitChunk, targets.count)
@@ -206,24 +232,26 @@ public final class TrainingPass {
         }
     }
 
+    /// Per sequence and head, as in `Decoder.attendByProducts`: P = softmax(Q·Kᵀ/√d) with the causal mask
+    /// (kept for the backward pass), then out = P·V.
     private func attentionForward(_ a: LayerActivations) {
-        let c = config, group = c.heads / c.kvHeads
-        let scale = 1 / Float(c.headDim).squareRoot()
+        let c = config, group = c.heads / c.kvHeads, hd = c.headDim
+        let scale = 1 / Float(hd).squareRoot()
         for (s, sequence) in sequences.enumerated() {
             let T = sequence.count, base = starts[s]
             for h in 0..<c.heads {
-                let kvOffset = (h / group) * c.headDim
+                let kv = (h / group) * hd
                 let P = a.probs.p + probsStarts[s] + h * T * T
-                for i in 0..<T {
-                    let query = a.q.p + (base + i) * c.qDim + h * c.headDim
-                    let line = P + i * T
-                    for j in 0...i { line[j] = Kernels.dot(query, a.k.p + (base + j) * c.kvDim + kvOffset, c.headDim) * scale }
-                    Kernels.softmax(line, i + 1)
-                    (line + i + 1).update(repeating: 0, count: T - i - 1)
-                    let out = a.att.p + (base + i) * c.qDim + h * c.headDim
-                    out.update(repeating: 0, count: c.headDim)
-                    for j in 0...i { Kernels.axpy(line[j], a.v.p + (base + j) * c.kvDim + kvOffset, out, c.headDim) }
+                BLAS.sgemm(transA: false, transB: true, m: T, n: T, k: hd, alpha: scale, a: a.q.p + base * c.qDim + h * hd,
+                           lda: c.qDim, b: a.k.p + base * c.kvDim + kv, ldb: c.kvDim, c: P, ldc: T)
+                Parallel.rows(T, minimumPerThread: 32) { range in
+                    for i in range {
+                        Kernels.softmax(P + i * T, i + 1)
+                        (P + i * T + i + 1).update(repeating: 0, count: T - i - 1)
+                    }
                 }
+                BLAS.sgemm(transA: false, transB: false, m: T, n: hd, k: T, a: P, lda: T, b: a.v.p + base * c.kvDim + kv,
+                           ldb: c.kvDim, c: a.att.p + base * c.qDim + h * hd, ldc: c.qDim)
             }
         }
     }
@@ -243,26 +271,30 @@ public final class TrainingPass {
         precondition(ga == nil || adapters != nil, "adapter gradients need a forward pass with adapters")
 
         // Head: dlogits = dlogp · (onehot(token) - softmax(logits)).
-        let dNormed = Buffer(zeros: rows * c.dim)
-        let dChunk = Buffer(zeros: min(logitChunk, max(1, targets.count)) * c.dim)
-        let normedChunk = Buffer(zeros: min(logitChunk, max(1, targets.count)) * c.dim)
+        let b = scratch
+        for (buffer, count) in [(b.dNormed, rows * c.dim), (b.dx, rows * c.dim), (b.dxn, rows * c.dim),
+                                (b.dAct, rows * c.ffnDim), (b.dUp, rows * c.ffnDim), (b.dAtt, rows * c.qDim),
+                                (b.dq, rows * c.qDim), (b.dk, rows * c.kvDim), (b.dv, rows * c.kvDim),
+                                (b.negativeSin, rows * c.headDim / 2),
+                                (b.dChunk, min(logitChunk, max(1, targets.count)) * c.dim),
+                                (b.normedChunk, min(logitChunk, max(1, targets.count)) * c.dim)] {
+            buffer.resize(count)
+        }
+        let dNormed = b.dNormed, dChunk = b.dChunk, normedChunk = b.normedChunk
+        dNormed.p.update(repeating: 0, count: rows * c.dim)
         let head = w.lmHead ?? w.tokenEmbedding
         forEachLogitChunk { range, logits in
-            for (i, target) in zip(range, targets[range]) {
-                let line = logits + (i - range.lowerBound) * c.vocabSize
-                // dlogits = dlogp · (onehot(token) − p) − dH · p ⊙ (log p + H)
-                let d = dFlat[i], lse = logSumExps[i]
-                if let dEntropyFlat, dEntropyFlat[i] != 0 {
-                    let dH = dEntropyFlat[i], entropy = entropyFlat[i]
-                    for v in 0..<c.vocabSize {
-                        let logp = line[v] - lse, p = expf(logp)
-                        line[v] = -d * p - dH * p * (logp + entropy)
-                    }
-                } else {
-                    for v in 0..<c.vocabSize { line[v] = -d * expf(line[v] - lse) }
+            Parallel.rows(range.count, minimumPerThread: 4) { part in
+                for i in part.lowerBound + range.lowerBound..<part.upperBound + range.lowerBound {
+                    let target = targets[i]
+                    let line = logits + (i - range.lowerBound) * c.vocabSize
+                    // dlogits = dlogp · (onehot(token) − p) − dH · p ⊙ (log p + H)
+                    let d = dFlat[i], dH = dEntropyFlat?[i] ?? 0
+                    Kernels.logitGradient(line, c.vocabSize, logSumExp: logSumExps[i], d: d, dH: dH,
+                                          entropy: dH == 0 ? 0 : entropyFlat[i])
+                    line[Int(target.token)] += d
+                    (normedChunk.p + (i - range.lowerBound) * c.dim).update(from: normed.p + target.row * c.dim, count: c.dim)
                 }
-                line[Int(target.token)] += d
-                (normedChunk.p + (i - range.lowerBound) * c.dim).update(from: normed.p + target.row * c.dim, count: c.dim)
             }
             // dNormed[rows] = dlogits · W;  dW += dlogitsᵀ · normed
             BLAS.sgemm(transA: false, transB: false, m: range.count, n: c.dim, k: c.vocabSize, a: logits, lda: c.vocabSize,
@@ -279,18 +311,15 @@ public final class TrainingPass {
                            b: normedChunk.p, ldb: c.dim, beta: 1, c: &g.lmHead, ldc: c.dim)
             }
         }
-        let dx = Buffer(zeros: rows * c.dim)
+        let dx = b.dx
         withGradient(g, \.finalNorm) { dWeight in
             rmsNormBackward(dx: dx.p, dWeight: dWeight, dy: dNormed.p, x: xFinal.p, weight: w.finalNorm, inverseRMS: rFinal.p, accumulate: false)
         }
 
-        let dxn = Buffer(zeros: rows * c.dim)
-        let dAct = Buffer(zeros: rows * c.ffnDim), dUp = Buffer(zeros: rows * c.ffnDim)
-        let dAtt = Buffer(zeros: rows * c.qDim), dq = Buffer(zeros: rows * c.qDim)
-        let dk = Buffer(zeros: rows * c.kvDim), dv = Buffer(zeros: rows * c.kvDim)
+        let dxn = b.dxn, dAct = b.dAct, dUp = b.dUp, dAtt = b.dAtt, dq = b.dq, dk = b.dk, dv = b.dv
         // RoPE's backward is the rotation by the opposite angle.
         let half = c.headDim / 2
-        let negativeSin = Buffer(zeros: rows * half)
+        let negativeSin = b.negativeSin
         for i in 0..<(rows * half) { negativeSin.p[i] = -sin.p[i] }
         for l in (0..<c.layers).reversed() {
             let a = layers[l], lw = w.layers[l], lg = g?.layers[l]
@@ -307,10 +336,10 @@ public final class TrainingPass {
             }
             // MLP: x = h + act · Wdownᵀ, act = silu(gate) ⊙ up.
             linear(.down, \.wDown, dIn: dAct.p, dOut: dx.p, input: a.act.p, weight: lw.wDown)
-            for i in 0..<(rows * c.ffnDim) {
-                let gate = a.gate.p[i], sigmoid = 1 / (1 + expf(-gate))
-                dUp.p[i] = dAct.p[i] * gate * sigmoid
-                dAct.p[i] = dAct.p[i] * a.up.p[i] * sigmoid * (1 + gate * (1 - sigmoid))  // now d(gate)
+            Parallel.rows(rows) { range in  // dAct becomes d(gate)
+                let offset = range.lowerBound * c.ffnDim
+                Kernels.swiGLUBackward(gate: a.gate.p + offset, up: a.up.p + offset, dAct: dAct.p + offset,
+                                       dUp: dUp.p + offset, range.count * c.ffnDim)
             }
             linear(.gate, \.wGate, dIn: dxn.p, dOut: dAct.p, input: a.xn2.p, weight: lw.wGate)
             linear(.up, \.wUp, dIn: dxn.p, dOut: dUp.p, input: a.xn2.p, weight: lw.wUp, accumulateInput: true)
@@ -321,9 +350,11 @@ public final class TrainingPass {
             // Attention: h = xIn + att · Woᵀ.
             linear(.o, \.wo, dIn: dAtt.p, dOut: dx.p, input: a.att.p, weight: lw.wo)
             attentionBackward(a, dAtt: dAtt.p, dq: dq.p, dk: dk.p, dv: dv.p)
-            for r in 0..<rows {
-                Kernels.rope(dq.p + r * c.qDim, heads: c.heads, headDim: c.headDim, cos: cos.p + r * half, sin: negativeSin.p + r * half)
-                Kernels.rope(dk.p + r * c.kvDim, heads: c.kvHeads, headDim: c.headDim, cos: cos.p + r * half, sin: negativeSin.p + r * half)
+            Parallel.rows(rows) { range in
+                for r in range {
+                    Kernels.rope(dq.p + r * c.qDim, heads: c.heads, headDim: c.headDim, cos: cos.p + r * half, sin: negativeSin.p + r * half)
+                    Kernels.rope(dk.p + r * c.kvDim, heads: c.kvHeads, headDim: c.headDim, cos: cos.p + r * half, sin: negativeSin.p + r * half)
+                }
             }
             if c.qkvBias, let lg {
                 for r in 0..<rows {
@@ -392,51 +423,60 @@ public final class TrainingPass {
     private func rmsNormBackward(dx: UnsafeMutablePointer<Float>, dWeight: UnsafeMutablePointer<Float>?, dy: UnsafePointer<Float>,
                                  x: UnsafePointer<Float>, weight: [Float], inverseRMS: UnsafePointer<Float>, accumulate: Bool) {
         let n = config.dim
-        for r in 0..<rows {
-            let dyRow = dy + r * n, xRow = x + r * n, dxRow = dx + r * n, inv = inverseRMS[r]
-            var gx: Float = 0
-            for i in 0..<n { gx += dyRow[i] * weight[i] * xRow[i] }
-            if let dWeight { for i in 0..<n { dWeight[i] += dyRow[i] * xRow[i] * inv } }
-            let correction = inv * inv * inv * gx / Float(n)
-            for i in 0..<n {
-                let value = inv * dyRow[i] * weight[i] - correction * xRow[i]
-                dxRow[i] = accumulate ? dxRow[i] + value : value
+        if let dWeight {  // a sum over rows: one thread, in row order
+            for r in 0..<rows {
+                let dyRow = dy + r * n, xRow = x + r * n, inv = inverseRMS[r]
+                for i in 0..<n { dWeight[i] += dyRow[i] * xRow[i] * inv }
+            }
+        }
+        Parallel.rows(rows) { range in
+            for r in range {
+                let dyRow = dy + r * n, xRow = x + r * n, dxRow = dx + r * n, inv = inverseRMS[r]
+                var gx: Float = 0
+                for i in 0..<n { gx += dyRow[i] * weight[i] * xRow[i] }
+                let correction = inv * inv * inv * gx / Float(n)
+                for i in 0..<n {
+                    let value = inv * dyRow[i] * weight[i] - correction * xRow[i]
+                    dxRow[i] = accumulate ? dxRow[i] + value : value
+                }
             }
         }
     }
 
-    /// Per sequence and head, with P the saved weights: dP = dOut · Vᵀ, dV += Pᵀ · dOut,
-    /// dS = P ⊙ (dP − rowsum(P ⊙ dP)), dQ = dS · K / √d, dK += dSᵀ · Q / √d.
+    /// Per sequence and head, with P the saved weights, as matrix products: dP = dOut · Vᵀ, dV += Pᵀ · dOut,
+    /// dS = P ⊙ (dP − rowsum(P ⊙ dP)) / √d, dQ = dS · K, dK += dSᵀ · Q.
     private func attentionBackward(_ a: LayerActivations, dAtt: UnsafePointer<Float>, dq: UnsafeMutablePointer<Float>,
                                    dk: UnsafeMutablePointer<Float>, dv: UnsafeMutablePointer<Float>) {
-        let c = config, group = c.heads / c.kvHeads
-        let scale = 1 / Float(c.headDim).squareRoot()
-        dq.update(repeating: 0, count: rows * c.qDim)
+        let c = config, group = c.heads / c.kvHeads, hd = c.headDim
+        let scale = 1 / Float(hd).squareRoot()
         dk.update(repeating: 0, count: rows * c.kvDim)
         dv.update(repeating: 0, count: rows * c.kvDim)
         for (s, sequence) in sequences.enumerated() {
             let T = sequence.count, base = starts[s]
-            var dScores = [Float](repeating: 0, count: T)
+            scratch.dScores.resize(T * T)
+            let dS = scratch.dScores.p
             for h in 0..<c.heads {
-                let kvOffset = (h / group) * c.headDim
+                let kv = (h / group) * hd
                 let P = a.probs.p + probsStarts[s] + h * T * T
-                for i in 0..<T {
-                    let dOut = dAtt + (base + i) * c.qDim + h * c.headDim
-                    let query = a.q.p + (base + i) * c.qDim + h * c.headDim
-                    let dQuery = dq + (base + i) * c.qDim + h * c.headDim
-                    var weighted: Float = 0
-                    for j in 0...i {
-                        let value = a.v.p + (base + j) * c.kvDim + kvOffset
-                        dScores[j] = Kernels.dot(dOut, value, c.headDim)
-                        weighted += P[i * T + j] * dScores[j]
-                        Kernels.axpy(P[i * T + j], dOut, dv + (base + j) * c.kvDim + kvOffset, c.headDim)
-                    }
-                    for j in 0...i {
-                        let dS = P[i * T + j] * (dScores[j] - weighted) * scale
-                        Kernels.axpy(dS, a.k.p + (base + j) * c.kvDim + kvOffset, dQuery, c.headDim)
-                        Kernels.axpy(dS, query, dk + (base + j) * c.kvDim + kvOffset, c.headDim)
+                let dOut = dAtt + base * c.qDim + h * hd, query = a.q.p + base * c.qDim + h * hd
+                let key = a.k.p + base * c.kvDim + kv, value = a.v.p + base * c.kvDim + kv
+                BLAS.sgemm(transA: false, transB: true, m: T, n: T, k: hd, a: dOut, lda: c.qDim, b: value, ldb: c.kvDim,
+                           c: dS, ldc: T)
+                BLAS.sgemm(transA: true, transB: false, m: T, n: hd, k: T, a: P, lda: T, b: dOut, ldb: c.qDim,
+                           beta: 1, c: dv + base * c.kvDim + kv, ldc: c.kvDim)
+                Parallel.rows(T, minimumPerThread: 32) { range in
+                    for i in range {
+                        let p = P + i * T, d = dS + i * T
+                        var weighted: Float = 0
+                        for j in 0...i { weighted += p[j] * d[j] }
+                        for j in 0...i { d[j] = p[j] * (d[j] - weighted) * scale }
+                        (d + i + 1).update(repeating: 0, count: T - i - 1)
                     }
                 }
+                BLAS.sgemm(transA: false, transB: false, m: T, n: hd, k: T, a: dS, lda: T, b: key, ldb: c.kvDim,
+                           c: dq + base * c.qDim + h * hd, ldc: c.qDim)
+                BLAS.sgemm(transA: true, transB: false, m: T, n: hd, k: T, a: dS, lda: T, b: query, ldb: c.qDim,
+                           beta: 1, c: dk + base * c.kvDim + kv, ldc: c.kvDim)
             }
         }
     }

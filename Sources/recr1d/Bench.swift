@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import RecR1Formats
 import RecR1Kernels
+import RecR1Learning
 import RecR1Model
 import RecR1Policy
 import RecR1Service
@@ -16,7 +17,9 @@ struct Bench: ParsableCommand {
             decode_1x64, decode_8x64: an 84-token ChatML prompt is prefilled once, its cache shared by the \
             samples, then 64 new tokens each are sampled (temperature 1, no top-k/top-p, end tokens not \
             special); tok/s = samples x 64 / decode seconds (prefill timed apart). score_8x128: log-probs of \
-            8 sequences x 128 tokens in one pass; tok/s = 1024 / seconds. Each figure is the median of \
+            8 sequences x 128 tokens in one pass; tok/s = 1024 / seconds. train_lora_8x128, train_full_8x128: \
+            one optimiser step (forward, backward, AdamW) of SFT on 8 x 128 tokens, LoRA (rank 16, all seven \
+            layers) or full fine-tuning; tok/s = 1024 / seconds. Each figure is the median of \
             --repeats runs after a warm-up. With --reference, the PyTorch script runs too and ratios are added.
             """)
 
@@ -34,6 +37,12 @@ struct Bench: ParsableCommand {
     var python = "python3"
     @Flag(help: "Decode with the fp32 weights instead of the file's quantised blocks.")
     var fp32Weights = false
+    @Flag(help: "Skip the training figures.")
+    var noTraining = false
+    @Flag(help: "Only the training figures.")
+    var onlyTraining = false
+    @Option(help: "Training modes to measure: lora, full, or both (comma-separated).")
+    var trainModes = "lora,full"
 
     static let userWords = ("Please write a short, friendly paragraph for a new visitor explaining how a lighthouse works, why "
         + "its light rotates, how sailors use the pattern of flashes to know which lighthouse they are looking "
@@ -63,6 +72,10 @@ struct Bench: ParsableCommand {
         settings.temperature = 1
         settings.maxNewTokens = 64
 
+        var random = RandomStream(seed: 5)
+        let sequences = (0..<8).map { _ in (0..<128).map { _ in Int32(random.next() % UInt64(decoder.config.vocabSize)) } }
+        let items = sequences.map { (prompt: Array($0.prefix(1)), completion: Array($0.dropFirst())) }
+        if !onlyTraining {
         let prefill = measure("prefill") { prefillOnce(decoder, prompt) }
         result["prefill"] = summary(prefill, tokens: prompt.count)
         for batch in [1, 8] {
@@ -73,21 +86,34 @@ struct Bench: ParsableCommand {
             }
             result["decode_\(batch)x64"] = summary(runs, tokens: batch * 64)
         }
-        var random = RandomStream(seed: 5)
-        let sequences = (0..<8).map { _ in (0..<128).map { _ in Int32(random.next() % UInt64(decoder.config.vocabSize)) } }
-        let items = sequences.map { (prompt: Array($0.prefix(1)), completion: Array($0.dropFirst())) }
         result["score_8x128"] = summary(measure("score 8x128") { time { _ = Scorer.score(decoder, items: items, maxRows: 1024) } },
                                         tokens: 1024)
-        var usage = rusage()
-        getrusage(RUSAGE_SELF.rawValue, &usage)
-        result["peak_rss_mib"] = rounded(Double(usage.ru_maxrss) / 1024, 1)
+        result["peak_rss_mib"] = peakRSSMiB()
+        }
+
+        if !noTraining {
+            // Full fine-tuning last: its gradients and moments dominate the peak memory.
+            for mode in ["lora", "full"] where trainModes.split(separator: ",").contains(Substring(mode)) {
+                let trainee = try Policy.load(path: model ?? DefaultModel.locate()).decoder
+                var trainerSettings = TrainerSettings()
+                trainerSettings.lora = mode == "lora" ? LoRASettings(rank: 16, alpha: 32) : nil
+                trainerSettings.maxTokensPerMicroBatch = 1024
+                trainerSettings.seed = 1
+                let trainer = Trainer(decoder: trainee, settings: trainerSettings)
+                let runs = measure("train \(mode) 8x128") {
+                    time { _ = trainer.sft(prompts: items.map(\.prompt), completions: items.map(\.completion)) }
+                }
+                result["train_\(mode)_8x128"] = summary(runs, tokens: 1024)
+                result["peak_rss_after_train_\(mode)_mib"] = peakRSSMiB()
+            }
+        }
 
         if reference {
             progress("running the PyTorch reference: \(python) \(referenceScript) --threads \(threads)")
             let torch = try runReference()
             result["reference"] = torch
             var ratios: [String: Any] = [:]
-            for key in ["decode_1x64", "decode_8x64", "score_8x128", "prefill"] {
+            for key in ["decode_1x64", "decode_8x64", "score_8x128", "prefill", "train_full_8x128", "train_lora_8x128"] {
                 if let ours = (result[key] as? [String: Any])?["tok_per_s"] as? Double,
                    let theirs = (torch[key] as? [String: Any])?["tok_per_s"] as? Double, theirs > 0 {
                     ratios[key] = rounded(ours / theirs, 2)
@@ -97,6 +123,12 @@ struct Bench: ParsableCommand {
         }
         let data = try JSONSerialization.data(withJSONObject: result, options: [.sortedKeys])
         print(String(decoding: data, as: UTF8.self))
+    }
+
+    func peakRSSMiB() -> Double {
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        return rounded(Double(usage.ru_maxrss) / 1024, 1)
     }
 
     /// The shortest prefix of `userWords` whose rendered ChatML prompt has exactly `tokens` tokens.

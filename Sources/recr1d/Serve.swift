@@ -58,6 +58,24 @@ struct Serve: ParsableCommand {
     @Option(help: "OpenBLAS threads; 0 = one per core.")
     var blasThreads: Int?
 
+    @Option(help: "lora or full. Default lora.")
+    var trainingMode: String?
+
+    @Option(help: "LoRA rank. Default 16.")
+    var loraRank: Int?
+
+    @Option(help: "LoRA alpha (the update is scaled by alpha / rank). Default 32.")
+    var loraAlpha: Double?
+
+    @Option(help: "Peak learning rate; default 1e-4 (LoRA) or 1e-5 (full). The file sets the schedule (lr_schedule, warmup_steps, total_steps).")
+    var learningRate: Double?
+
+    @Option(help: "Memory budget: tokens per micro-batch of a training step. Default 2048.")
+    var microBatchTokens: Int?
+
+    @Option(help: "Seeds the adapters and the seeds of Generate requests that give none; 0 = random.")
+    var seed: UInt64?
+
     @Option(help: .hidden)
     var debugHandlerDelayMs: Int = 0
 
@@ -77,6 +95,18 @@ struct Serve: ParsableCommand {
         if let tokenFile { resolved.tokenFile = tokenFile }
         if let stateDir { resolved.stateDir = stateDir }
         if let logLevel { resolved.logLevel = try ServerConfig.parseLogLevel(logLevel) }
+        if let trainingMode { resolved.training.mode = trainingMode }
+        if let loraRank { resolved.training.loraRank = try positive(loraRank, "--lora-rank") }
+        if let loraAlpha {
+            guard loraAlpha > 0 else { throw ValidationError("--lora-alpha must be positive, not \(loraAlpha)") }
+            resolved.training.loraAlpha = loraAlpha
+        }
+        if let learningRate {
+            guard learningRate > 0 && learningRate <= 10 else { throw ValidationError("--learning-rate must be in (0, 10], not \(learningRate)") }
+            resolved.training.learningRate = learningRate
+        }
+        if let microBatchTokens { resolved.training.microBatchTokens = try positive(microBatchTokens, "--micro-batch-tokens") }
+        if let seed { resolved.training.seed = seed }
         if let blasThreads {
             guard blasThreads >= 0 else { throw ValidationError("--blas-threads must be 0 or more") }
             resolved.blasThreads = blasThreads

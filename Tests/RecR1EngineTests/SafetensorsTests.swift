@@ -9,7 +9,7 @@ import XCTest
 /// an 8-byte little-endian header length N, N bytes of JSON header {name: {dtype, shape, data_offsets}}
 /// (plus an optional "__metadata__" of strings), padded with spaces, then the data section, to which the
 /// offsets are relative.
-enum SafetensorsWriter {
+enum SafetensorsFixture {
     struct Tensor {
         var name: String
         var dtype: String  // "F32", "BF16" or "F16"
@@ -152,11 +152,11 @@ final class SafetensorsTests: XCTestCase {
     /// A Hugging Face directory for `model`: config.json and either model.safetensors or two shards with an index.
     func writeModelDirectory(_ model: Decoder, name: String, dtype: String = "F32", sharded: Bool = false,
                              config: [String: Any]? = nil,
-                             edit: (inout [SafetensorsWriter.Tensor]) -> Void = { _ in }) throws -> String {
+                             edit: (inout [SafetensorsFixture.Tensor]) -> Void = { _ in }) throws -> String {
         let folder = directory + "/" + name
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
-        try writeJSON(config ?? SafetensorsWriter.config(of: model.config), "config.json", in: folder)
-        var tensors = SafetensorsWriter.tensors(of: model, dtype: dtype)
+        try writeJSON(config ?? SafetensorsFixture.config(of: model.config), "config.json", in: folder)
+        var tensors = SafetensorsFixture.tensors(of: model, dtype: dtype)
         edit(&tensors)
         if sharded {
             // The embedding and layer 0 in the first shard, everything else in the second.
@@ -165,13 +165,13 @@ final class SafetensorsTests: XCTestCase {
             let names = ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"]
             var map: [String: String] = [:]
             for (shard, group) in zip(names, [first, second]) {
-                write(SafetensorsWriter.file(group), shard, in: folder)
+                write(SafetensorsFixture.file(group), shard, in: folder)
                 for tensor in group { map[tensor.name] = shard }
             }
             try writeJSON(["metadata": ["total_size": 4 * tensors.reduce(0) { $0 + $1.values.count }], "weight_map": map],
                           "model.safetensors.index.json", in: folder)
         } else {
-            write(SafetensorsWriter.file(tensors), "model.safetensors", in: folder)
+            write(SafetensorsFixture.file(tensors), "model.safetensors", in: folder)
         }
         return folder
     }
@@ -218,19 +218,19 @@ final class SafetensorsTests: XCTestCase {
     // MARK: - The writer itself, against known bit patterns
 
     func testWriterProducesTheSpecifiedBytes() {
-        XCTAssertEqual(SafetensorsWriter.bytes(of: 1, as: "F32"), [0x00, 0x00, 0x80, 0x3F])
-        XCTAssertEqual(SafetensorsWriter.bytes(of: 1, as: "BF16"), [0x80, 0x3F])
-        XCTAssertEqual(SafetensorsWriter.bytes(of: -2, as: "BF16"), [0x00, 0xC0])
-        XCTAssertEqual(SafetensorsWriter.bytes(of: 1, as: "F16"), [0x00, 0x3C])
-        XCTAssertEqual(SafetensorsWriter.bytes(of: 65504, as: "F16"), [0xFF, 0x7B])          // largest finite half
-        XCTAssertEqual(SafetensorsWriter.bytes(of: 0x1p-24, as: "F16"), [0x01, 0x00])        // smallest subnormal half
+        XCTAssertEqual(SafetensorsFixture.bytes(of: 1, as: "F32"), [0x00, 0x00, 0x80, 0x3F])
+        XCTAssertEqual(SafetensorsFixture.bytes(of: 1, as: "BF16"), [0x80, 0x3F])
+        XCTAssertEqual(SafetensorsFixture.bytes(of: -2, as: "BF16"), [0x00, 0xC0])
+        XCTAssertEqual(SafetensorsFixture.bytes(of: 1, as: "F16"), [0x00, 0x3C])
+        XCTAssertEqual(SafetensorsFixture.bytes(of: 65504, as: "F16"), [0xFF, 0x7B])          // largest finite half
+        XCTAssertEqual(SafetensorsFixture.bytes(of: 0x1p-24, as: "F16"), [0x01, 0x00])        // smallest subnormal half
         // BF16 rounding: 1 + 2^-8 is halfway between 1 and 1 + 2^-7 and goes to the even 1 (0x3F80);
         // 1 + 3·2^-8 is halfway between 0x3F81 and 0x3F82 and goes to the even 0x3F82; 1 + 2^-8 + 2^-20 rounds up.
-        XCTAssertEqual(SafetensorsWriter.bf16Bits(1 + 0x1p-8), 0x3F80)
-        XCTAssertEqual(SafetensorsWriter.bf16Bits(1 + 3 * 0x1p-8), 0x3F82)
-        XCTAssertEqual(SafetensorsWriter.bf16Bits(1 + 0x1p-8 + 0x1p-20), 0x3F81)
+        XCTAssertEqual(SafetensorsFixture.bf16Bits(1 + 0x1p-8), 0x3F80)
+        XCTAssertEqual(SafetensorsFixture.bf16Bits(1 + 3 * 0x1p-8), 0x3F82)
+        XCTAssertEqual(SafetensorsFixture.bf16Bits(1 + 0x1p-8 + 0x1p-20), 0x3F81)
         // Header: length prefix, then JSON padded with spaces to a multiple of 8, then data.
-        let file = [UInt8](SafetensorsWriter.raw(header: "{}", data: [7]))
+        let file = [UInt8](SafetensorsFixture.raw(header: "{}", data: [7]))
         XCTAssertEqual(file, [8, 0, 0, 0, 0, 0, 0, 0] + Array("{}      ".utf8) + [7])
     }
 
@@ -238,13 +238,13 @@ final class SafetensorsTests: XCTestCase {
 
     func testTensorsOfEachDTypeWithMetadataAndPadding() throws {
         let tensors = [
-            SafetensorsWriter.Tensor(name: "a", dtype: "F32", shape: [2, 3], values: [1, -2, 3.5, 0, 1e-20, -7.25e10]),
-            SafetensorsWriter.Tensor(name: "b", dtype: "BF16", shape: [3], values: [1, -2, 0.5]),
-            SafetensorsWriter.Tensor(name: "c", dtype: "F16", shape: [1, 2, 2], values: [0.25, -1.5, 1023.5, 65504]),
-            SafetensorsWriter.Tensor(name: "scalar", dtype: "F32", shape: [], values: [42]),
-            SafetensorsWriter.Tensor(name: "empty", dtype: "F32", shape: [0, 4], values: []),
+            SafetensorsFixture.Tensor(name: "a", dtype: "F32", shape: [2, 3], values: [1, -2, 3.5, 0, 1e-20, -7.25e10]),
+            SafetensorsFixture.Tensor(name: "b", dtype: "BF16", shape: [3], values: [1, -2, 0.5]),
+            SafetensorsFixture.Tensor(name: "c", dtype: "F16", shape: [1, 2, 2], values: [0.25, -1.5, 1023.5, 65504]),
+            SafetensorsFixture.Tensor(name: "scalar", dtype: "F32", shape: [], values: [42]),
+            SafetensorsFixture.Tensor(name: "empty", dtype: "F32", shape: [0, 4], values: []),
         ]
-        let path = write(SafetensorsWriter.file(tensors, metadata: ["format": "pt", "note": "written by hand"]), "mixed.safetensors")
+        let path = write(SafetensorsFixture.file(tensors, metadata: ["format": "pt", "note": "written by hand"]), "mixed.safetensors")
         let file = try SafetensorsFile(path: path)
         XCTAssertEqual(Set(file.tensors.keys), ["a", "b", "c", "scalar", "empty"])  // no "__metadata__"
         // Offsets are relative to the data section: a takes 24 bytes, b 6, c 8, scalar 4.
@@ -268,7 +268,7 @@ final class SafetensorsTests: XCTestCase {
         let exactF16: [Float] = [1, -2, 0.5, 1023.5, -0.0, 65504, -.infinity, 0x1p-14, 0x1p-24, 3 * 0x1p-24, 1638 * 0x1p-14]
         // General values, none of them representable, all in F16's normal range.
         let general: [Float] = [.pi, 0.1, -1234.567, 1e-3, 3.1e4, -0.7071068, 12.3456789]
-        let path = write(SafetensorsWriter.file([
+        let path = write(SafetensorsFixture.file([
             .init(name: "bf16.exact", dtype: "BF16", shape: [exactBF16.count], values: exactBF16),
             .init(name: "f16.exact", dtype: "F16", shape: [exactF16.count], values: exactF16),
             .init(name: "bf16.general", dtype: "BF16", shape: [general.count], values: general),
@@ -288,7 +288,7 @@ final class SafetensorsTests: XCTestCase {
             for (value, got) in zip(general, loaded) {
                 XCTAssertLessThanOrEqual(abs(got - value), abs(value) * bound, "\(name): \(value) loaded as \(got)")
                 XCTAssertNotEqual(got, value, "\(name): \(value) is not representable, so it cannot load exactly")
-                XCTAssertEqual(got, SafetensorsWriter.stored(value, as: name.hasPrefix("bf16") ? "BF16" : "F16"))
+                XCTAssertEqual(got, SafetensorsFixture.stored(value, as: name.hasPrefix("bf16") ? "BF16" : "F16"))
             }
         }
         XCTAssertEqual(try file.floats("f32.general"), general)
@@ -316,7 +316,7 @@ final class SafetensorsTests: XCTestCase {
         // The model a BF16/F16 file describes is the f32 model with every weight rounded to that format.
         let model = DecoderTests.randomModel(seed: 4, qkvBias: true, tied: false)
         for dtype in ["BF16", "F16"] {
-            func round(_ values: [Float]) -> [Float] { values.map { SafetensorsWriter.stored($0, as: dtype) } }
+            func round(_ values: [Float]) -> [Float] { values.map { SafetensorsFixture.stored($0, as: dtype) } }
             func roundOptional(_ values: [Float]?) -> [Float]? { values.map { round($0) } }
             let w = model.weights
             let rounded = Decoder(config: model.config, weights: ModelWeights(
@@ -348,7 +348,7 @@ final class SafetensorsTests: XCTestCase {
         }
         assertFormatError("missing bias", contains: ["'model.layers.0.self_attn.k_proj.bias'"]) { _ = try Decoder.load(path: noBias) }
         // An untied config needs lm_head.weight.
-        var untied = SafetensorsWriter.config(of: llama.config)
+        var untied = SafetensorsFixture.config(of: llama.config)
         untied["tie_word_embeddings"] = false
         let noHead = try writeModelDirectory(llama, name: "no-head", config: untied)
         assertFormatError("missing head", contains: ["'lm_head.weight'"]) { _ = try Decoder.load(path: noHead) }
@@ -378,7 +378,7 @@ final class SafetensorsTests: XCTestCase {
     // MARK: - Broken files
 
     func testTruncatedFiles() throws {
-        let good = SafetensorsWriter.file([.init(name: "w", dtype: "F32", shape: [4, 4], values: (0..<16).map(Float.init))])
+        let good = SafetensorsFixture.file([.init(name: "w", dtype: "F32", shape: [4, 4], values: (0..<16).map(Float.init))])
         assertFormatError("empty", contains: ["truncated"]) { _ = try SafetensorsFile(path: write(Data(), "empty.safetensors")) }
         assertFormatError("5 bytes", contains: ["truncated"]) { _ = try SafetensorsFile(path: write(good.prefix(5), "five.safetensors")) }
         // The header is whole but the data stops 4 bytes short of w's 64.
@@ -397,24 +397,24 @@ final class SafetensorsTests: XCTestCase {
     func testHeaderLengthBeyondTheFile() {
         let header = "{\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}"
         assertFormatError("4096", contains: ["truncated", "4096"]) {
-            _ = try SafetensorsFile(path: write(SafetensorsWriter.raw(header: header, data: [0, 0, 0, 0], declaredLength: 4096), "long.safetensors"))
+            _ = try SafetensorsFile(path: write(SafetensorsFixture.raw(header: header, data: [0, 0, 0, 0], declaredLength: 4096), "long.safetensors"))
         }
         // A length that does not even fit in an Int must not overflow anything.
         assertFormatError("UInt64.max", contains: ["truncated", "\(UInt64.max)"]) {
-            _ = try SafetensorsFile(path: write(SafetensorsWriter.raw(header: header, data: [0, 0, 0, 0], declaredLength: .max), "max.safetensors"))
+            _ = try SafetensorsFile(path: write(SafetensorsFixture.raw(header: header, data: [0, 0, 0, 0], declaredLength: .max), "max.safetensors"))
         }
     }
 
     func testHeaderThatIsNotJSON() {
         assertFormatError("not JSON", contains: ["not JSON", "garbage.safetensors"]) {
-            _ = try SafetensorsFile(path: write(SafetensorsWriter.raw(header: "{\"w\": {dtype: F32", data: []), "garbage.safetensors"))
+            _ = try SafetensorsFile(path: write(SafetensorsFixture.raw(header: "{\"w\": {dtype: F32", data: []), "garbage.safetensors"))
         }
     }
 
     func testUnsupportedDType() {
         let header = "{\"ids\":{\"dtype\":\"I64\",\"shape\":[2],\"data_offsets\":[0,16]}}"
         assertFormatError("I64", contains: ["'ids'", "I64"]) {
-            _ = try SafetensorsFile(path: write(SafetensorsWriter.raw(header: header, data: [UInt8](repeating: 0, count: 16)), "i64.safetensors"))
+            _ = try SafetensorsFile(path: write(SafetensorsFixture.raw(header: header, data: [UInt8](repeating: 0, count: 16)), "i64.safetensors"))
         }
     }
 
@@ -424,12 +424,12 @@ final class SafetensorsTests: XCTestCase {
         for (label, offsets) in [("too few bytes", "[0,20]"), ("too many bytes", "[0,28]"), ("reversed", "[24,0]"), ("negative", "[-4,20]")] {
             let header = "{\"m\":{\"dtype\":\"F32\",\"shape\":[2,3],\"data_offsets\":\(offsets)}}"
             assertFormatError(label, contains: ["'m'", "data_offsets"]) {
-                _ = try SafetensorsFile(path: write(SafetensorsWriter.raw(header: header, data: data), "offsets.safetensors"))
+                _ = try SafetensorsFile(path: write(SafetensorsFixture.raw(header: header, data: data), "offsets.safetensors"))
             }
         }
         // An entry without data_offsets.
         assertFormatError("no offsets", contains: ["'m'", "data_offsets"]) {
-            _ = try SafetensorsFile(path: write(SafetensorsWriter.raw(header: "{\"m\":{\"dtype\":\"F32\",\"shape\":[2,3]}}", data: data), "none.safetensors"))
+            _ = try SafetensorsFile(path: write(SafetensorsFixture.raw(header: "{\"m\":{\"dtype\":\"F32\",\"shape\":[2,3]}}", data: data), "none.safetensors"))
         }
     }
 
@@ -438,13 +438,13 @@ final class SafetensorsTests: XCTestCase {
         // A negative dimension with offsets that agree with it arithmetically ([-1] × 4 bytes = -4).
         assertFormatError("negative dimension", contains: ["'m'", "[-1]"]) {
             let header = "{\"m\":{\"dtype\":\"F32\",\"shape\":[-1],\"data_offsets\":[8,4]}}"
-            _ = try SafetensorsFile(path: write(SafetensorsWriter.raw(header: header, data: data), "negative.safetensors"))
+            _ = try SafetensorsFile(path: write(SafetensorsFixture.raw(header: header, data: data), "negative.safetensors"))
         }
         // Element counts whose byte size overflows a 64-bit integer.
         for (label, shape) in [("count", "[4611686018427387904,4]"), ("bytes", "[4611686018427387904]")] {
             assertFormatError("overflowing \(label)", contains: ["'m'"]) {
                 let header = "{\"m\":{\"dtype\":\"F32\",\"shape\":\(shape),\"data_offsets\":[0,16]}}"
-                _ = try SafetensorsFile(path: write(SafetensorsWriter.raw(header: header, data: data), "huge.safetensors"))
+                _ = try SafetensorsFile(path: write(SafetensorsFixture.raw(header: header, data: data), "huge.safetensors"))
             }
         }
         // A size that fits (2^60 floats = 2^62 bytes) with offsets ending at Int.max: consistent with the shape,
@@ -452,7 +452,7 @@ final class SafetensorsTests: XCTestCase {
         assertFormatError("offsets at Int.max", contains: ["'m'", "truncated"]) {
             let header = "{\"m\":{\"dtype\":\"F32\",\"shape\":[1152921504606846976],"
                 + "\"data_offsets\":[4611686018427387903,9223372036854775807]}}"
-            _ = try SafetensorsFile(path: write(SafetensorsWriter.raw(header: header, data: data), "far.safetensors"))
+            _ = try SafetensorsFile(path: write(SafetensorsFixture.raw(header: header, data: data), "far.safetensors"))
         }
     }
 
@@ -501,7 +501,7 @@ final class SafetensorsTests: XCTestCase {
 
     func testConfigErrorsNameTheProblem() throws {
         let model = DecoderTests.randomModel(seed: 2)
-        let good = SafetensorsWriter.config(of: model.config)
+        let good = SafetensorsFixture.config(of: model.config)
         func load(_ json: [String: Any], _ name: String) throws -> Decoder {
             try Decoder.load(path: try writeModelDirectory(model, name: name, config: json))
         }

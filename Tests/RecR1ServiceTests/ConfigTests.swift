@@ -2,6 +2,8 @@ import Foundation
 import Logging
 import XCTest
 
+@testable import RecR1Learning
+@testable import RecR1Model
 @testable import RecR1Service
 
 final class ConfigTests: XCTestCase {
@@ -73,6 +75,54 @@ final class ConfigTests: XCTestCase {
         var config = ServerConfig()
         XCTAssertThrowsError(try config.merge(file: try write("workers = [")))  // not TOML
         XCTAssertThrowsError(try config.merge(file: "/nonexistent/recr1d.toml"))
+    }
+
+    func testTrainingSettings() throws {
+        let path = try write("""
+            training_mode = "lora"
+            lora_rank = 8
+            lora_alpha = 16
+            lora_targets = ["q_proj", "v"]
+            learning_rate = 2e-4
+            lr_schedule = "cosine"
+            warmup_steps = 10
+            total_steps = 100
+            min_lr_ratio = 0.1
+            weight_decay = 0.01
+            max_grad_norm = 0.5
+            micro_batch_tokens = 512
+            seed = 42
+            rollout_store_count = 10
+            """)
+        var config = ServerConfig()
+        try config.merge(file: path)
+        let settings = try config.training.trainerSettings()
+        XCTAssertEqual(settings.lora, LoRASettings(rank: 8, alpha: 16, targets: [.q, .v]))
+        XCTAssertEqual(settings.schedule, .warmupCosine(2e-4, warmup: 10, total: 100, minimum: 0.1))
+        XCTAssertEqual(settings.adamW.weightDecay, 0.01)
+        XCTAssertEqual(settings.maxGradientNorm, 0.5)
+        XCTAssertEqual(settings.maxTokensPerMicroBatch, 512)
+        XCTAssertEqual(settings.seed, 42)
+        XCTAssertEqual(config.training.rolloutStoreCount, 10)
+
+        var full = TrainingConfig()
+        full.mode = "full"
+        let fullSettings = try full.trainerSettings()
+        XCTAssertNil(fullSettings.lora)
+        XCTAssertEqual(fullSettings.schedule, .constant(1e-5), "full fine-tuning's default learning rate")
+
+        for (text, key) in [("training_mode = \"half\"", "training_mode"), ("lora_targets = [\"mlp\"]", "lora_targets"),
+                            ("lr_schedule = \"steps\"", "lr_schedule"), ("lora_rank = 0", "lora_rank"),
+                            ("learning_rate = \"fast\"", "learning_rate"), ("micro_batch_tokens = -1", "micro_batch_tokens")] {
+            var config = ServerConfig()
+            do {
+                try config.merge(file: try write(text))
+                _ = try config.training.trainerSettings()
+                XCTFail("\(text) was accepted")
+            } catch {
+                XCTAssertEqual((error as? ConfigError)?.key, key, "\(error)")
+            }
+        }
     }
 
     func testTokenFile() throws {

@@ -31,6 +31,13 @@ void recr1_softmax(float *x, int n);
 float recr1_logsumexp(const float *x, int n);
 void recr1_swiglu(float *gate, const float *up, int n);
 
+// The training pass. Σ p·x with p = e^(x − lse) (the entropy is lse minus this); the gradient of a row of
+// logits in place, x := −d·p − dh·p·(log p + h) (the caller adds d at the chosen token); and SwiGLU's
+// backward: d_up = d_act·silu(gate), d_act := d_act·up·σ(gate)·(1 + gate·(1 − σ(gate))).
+float recr1_expected_logit(const float *x, int n, float lse);
+void recr1_logit_gradient(float *x, int n, float lse, float d, float dh, float h);
+void recr1_swiglu_backward(const float *gate, const float *up, float *d_act, float *d_up, int n);
+
 #ifdef __cplusplus
 }
 #endif
