@@ -34,8 +34,11 @@ let package = Package(
         ),
         // Hot loops in C with run-time instruction-set dispatch.
         .target(name: "CRecR1Kernels", cSettings: [.unsafeFlags(["-O3", "-ffast-math"])]),
-        // Numeric kernels: the matmul seam (OpenBLAS, or the C kernel for few rows) and element-wise work.
-        .target(name: "RecR1Kernels", dependencies: ["CRecR1Support", "CRecR1Kernels"]),
+        // oneDNN's matmul (fp32, and bf16 on AMX) behind a cblas-like C function (Debian's libdnnl-dev).
+        // Loaded at run time (dlopen), so that its OpenMP threads can be told to wait passively first.
+        .target(name: "CRecR1DNNL", cSettings: [.unsafeFlags(["-O2"])], linkerSettings: [.linkedLibrary("dl")]),
+        // Numeric kernels: the matmul seam (OpenBLAS or oneDNN, or the C kernel for few rows) and element-wise work.
+        .target(name: "RecR1Kernels", dependencies: ["CRecR1Support", "CRecR1Kernels", "CRecR1DNNL"]),
         // Model file formats: GGUF, safetensors.
         .target(name: "RecR1Formats"),
         // The decoder: config, weights, KV cache, forward pass.
@@ -59,7 +62,7 @@ let package = Package(
         .executableTarget(
             name: "recr1d",
             dependencies: [
-                "RecR1Service", "RecR1Policy", "RecR1Model", "RecR1Tokenizer", "RecR1Formats", "RecR1Kernels",
+                "RecR1Service", "RecR1Policy", "RecR1Model", "RecR1Tokenizer", "RecR1Formats", "RecR1Kernels", "RecR1Learning",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]

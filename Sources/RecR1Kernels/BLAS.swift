@@ -1,3 +1,4 @@
+import CRecR1DNNL
 import CRecR1Kernels
 import CRecR1Support
 import Dispatch
@@ -68,6 +69,52 @@ public struct CPUFeatures: CustomStringConvertible {
 /// The one seam for matrix products: every linear layer calls this, so a faster backend (oneDNN, bf16)
 /// replaces one function.
 public enum MatMul {
+    /// Who multiplies large matrices: OpenBLAS (fp32; the reference path), or oneDNN's matmul in fp32 or in
+    /// bf16 (inputs rounded to bfloat16, fp32 accumulation and output; AMX where the CPU has it).
+    public enum Backend: String, CaseIterable {
+        case openblas, onednnF32 = "onednn-f32", onednnBF16 = "onednn-bf16"
+    }
+
+    /// The process's backend; the engine's tests run on OpenBLAS, recr1d picks `fastestBackend` unless told.
+    public static var backend = Backend.openblas
+
+    /// oneDNN bf16 where the CPU has AMX-BF16 (without AMX, bf16 is slower than fp32 here), else OpenBLAS.
+    public static var fastestBackend: Backend {
+        CPUFeatures.current.amxBF16 && dnnlAvailable == nil ? .onednnBF16 : .openblas
+    }
+
+    /// nil when oneDNN runs here, else why not.
+    public static var dnnlAvailable: String? {
+        var message = [CChar](repeating: 0, count: 256)
+        return recr1_dnnl_available(&message, Int32(message.count)) != 0 ? nil : String(cString: message)
+    }
+
+    /// The implementation oneDNN picks for an m×k by k×n product (e.g. "brg:avx512_core_amx_bf16").
+    public static func dnnlImplementation(m: Int, n: Int, k: Int, bf16: Bool) -> String {
+        String(cString: recr1_dnnl_implementation(Int32(m), Int32(n), Int32(k), bf16 ? 1 : 0))
+    }
+
+    /// The last oneDNN failure (the product then ran on OpenBLAS instead), for Info and logs.
+    public private(set) static var lastBackendError: String?
+
+    /// Row-major C[m×n] = alpha · op(A) · op(B) + beta · C on the chosen backend: every large product of the
+    /// engine comes here (small ones and attention stay on OpenBLAS).
+    public static func gemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
+                            a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+                            beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int, fp32: Bool = false) {
+        if backend != .openblas {
+            var message = [CChar](repeating: 0, count: 256)
+            if recr1_dnnl_gemm(transA ? 1 : 0, transB ? 1 : 0, Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b,
+                               Int32(ldb), beta, c, Int32(ldc), backend == .onednnBF16 && !fp32 ? 1 : 0, &message,
+                               Int32(message.count)) == 0 {
+                return
+            }
+            lastBackendError = String(cString: message)
+        }
+        BLAS.sgemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
+                   beta: beta, c: c, ldc: ldc)
+    }
+
     /// Up to this many rows use the skinny C kernel (weights streamed once); more use OpenBLAS's GEMM,
     /// whose repacking of the weight pays off only when many rows share it.
     public static var skinnyRowLimit = 16
@@ -78,7 +125,7 @@ public enum MatMul {
     /// [outDim × inDim] row-major. `quantized`, the same matrix in a GGUF block format, serves few rows.
     public static func linear(_ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>,
                               quantized: QuantizedMatrix? = nil, bias: UnsafePointer<Float>? = nil, rows: Int,
-                              inDim: Int, outDim: Int, accumulate: Bool = false) {
+                              inDim: Int, outDim: Int, accumulate: Bool = false, fp32: Bool = false) {
         let beta: Float = accumulate ? 1 : 0
         if rows <= skinnyRowLimit, useQuantized, let quantized {
             precondition(quantized.rows == outDim && quantized.cols == inDim)
@@ -93,8 +140,8 @@ public enum MatMul {
                 recr1_linear_rows(Int32(rows), Int32(start), Int32(end), Int32(inDim), x, w, out, Int32(outDim), beta)
             }
         } else {
-            BLAS.sgemm(transA: false, transB: true, m: rows, n: outDim, k: inDim, a: x, lda: inDim, b: w, ldb: inDim,
-                       beta: beta, c: out, ldc: outDim)
+            gemm(transA: false, transB: true, m: rows, n: outDim, k: inDim, a: x, lda: inDim, b: w, ldb: inDim,
+                 beta: beta, c: out, ldc: outDim, fp32: fp32)
         }
         if let bias {
             for r in 0..<rows { Kernels.axpy(1, bias, out + r * outDim, outDim) }

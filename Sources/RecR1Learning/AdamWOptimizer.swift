@@ -29,17 +29,22 @@ public final class AdamWOptimizer {
     /// One step over the tensors `visit` hands over, each with its gradient, always in the same order.
     /// `learningRate` overrides the schedule for this step.
     public func apply(learningRate: Float? = nil, _ visit: ((inout [Float], [Float]) -> Void) -> Void) -> StepReport {
-        var gradients: [[Float]] = []
-        visit { _, g in gradients.append(g) }
-        let norm = clipGradientNorm(&gradients, maxNorm: maxGradientNorm)
+        // The global norm first; clipping scales the gradients as AdamW reads them (no copy of them is made).
+        var squares = 0.0, tensors = 0
+        visit { _, g in
+            squares += sumOfSquares(g)
+            tensors += 1
+        }
+        let norm = Float(squares.squareRoot())
         let rate = learningRate ?? schedule.rate(step: step)
         guard norm.isFinite else { return StepReport(applied: false, gradientNorm: norm, learningRate: rate, step: step) }
-        if moments.isEmpty { moments = gradients.map { AdamWMoments(count: $0.count) } }
-        precondition(moments.count == gradients.count, "the parameters changed between steps")
+        let scale = clipScale(norm: norm, maxNorm: maxGradientNorm)
+        if moments.isEmpty { visit { parameter, _ in moments.append(AdamWMoments(count: parameter.count)) } }
+        precondition(moments.count == tensors, "the parameters changed between steps")
         step += 1
         var index = 0
-        visit { parameter, _ in
-            AdamW.update(&parameter, gradient: gradients[index], moments: &moments[index], step: step,
+        visit { parameter, gradient in
+            AdamW.update(&parameter, gradient: gradient, gradientScale: scale, moments: &moments[index], step: step,
                          learningRate: rate, settings: settings)
             index += 1
         }

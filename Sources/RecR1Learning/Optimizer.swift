@@ -1,4 +1,6 @@
+import Dispatch
 import Foundation
+import RecR1Kernels
 
 /// AdamW (Loshchilov & Hutter), as PyTorch's `torch.optim.AdamW` computes it:
 ///
@@ -30,31 +32,64 @@ public struct AdamWMoments: Equatable {
 }
 
 public enum AdamW {
-    /// One update of `parameter` from `gradient` at step t (1-based), learning rate lr.
-    public static func update(_ parameter: inout [Float], gradient: [Float], moments: inout AdamWMoments,
-                              step t: Int, learningRate lr: Float, settings s: AdamWSettings) {
+    /// One update of `parameter` from `gradient` · `gradientScale` (the clipping factor) at step t (1-based),
+    /// learning rate lr. Large tensors are updated in slices on every thread (each element on its own).
+    public static func update(_ parameter: inout [Float], gradient: [Float], gradientScale: Float = 1,
+                              moments: inout AdamWMoments, step t: Int, learningRate lr: Float, settings s: AdamWSettings) {
         precondition(parameter.count == gradient.count && moments.m.count == parameter.count && t >= 1)
         let correction1 = 1 - powf(s.beta1, Float(t)), correction2 = 1 - powf(s.beta2, Float(t))
         let decay = 1 - lr * s.weightDecay
-        for i in parameter.indices {
-            let g = gradient[i]
-            moments.m[i] = s.beta1 * moments.m[i] + (1 - s.beta1) * g
-            moments.v[i] = s.beta2 * moments.v[i] + (1 - s.beta2) * g * g
-            let mHat = moments.m[i] / correction1, vHat = moments.v[i] / correction2
-            parameter[i] = parameter[i] * decay - lr * mHat / (vHat.squareRoot() + s.epsilon)
+        let count = parameter.count
+        parameter.withUnsafeMutableBufferPointer { p in
+            moments.m.withUnsafeMutableBufferPointer { m in
+                moments.v.withUnsafeMutableBufferPointer { v in
+                    gradient.withUnsafeBufferPointer { gradient in
+                        let (p, m, v, gradient) = (p.baseAddress!, m.baseAddress!, v.baseAddress!, gradient.baseAddress!)
+                        Parallel.rows(count, minimumPerThread: 1 << 16) { range in
+                            for i in range {
+                                let g = gradient[i] * gradientScale
+                                m[i] = s.beta1 * m[i] + (1 - s.beta1) * g
+                                v[i] = s.beta2 * v[i] + (1 - s.beta2) * g * g
+                                let mHat = m[i] / correction1, vHat = v[i] / correction2
+                                p[i] = p[i] * decay - lr * mHat / (vHat.squareRoot() + s.epsilon)
+                            }
+                        }
+                    }
+                }
+            }
         }
     }
+}
+
+/// Σ g² over a tensor, in Double.
+public func sumOfSquares(_ tensor: [Float]) -> Double {
+    tensor.withUnsafeBufferPointer { g in
+        var total = 0.0
+        var i = 0
+        while i < g.count {  // blocks of Float sums, added in Double: fast and accurate enough for a norm
+            let end = min(i + 256, g.count)
+            var block: Float = 0
+            for j in i..<end { block += g[j] * g[j] }
+            total += Double(block)
+            i = end
+        }
+        return total
+    }
+}
+
+/// The factor `torch.nn.utils.clip_grad_norm_` scales every gradient by: maxNorm / (norm + 1e-6) when the
+/// norm exceeds maxNorm (> 0), else 1.
+public func clipScale(norm: Float, maxNorm: Float) -> Float {
+    maxNorm > 0 && norm > maxNorm ? maxNorm / (norm + 1e-6) : 1
 }
 
 /// Gradient-norm clipping, as `torch.nn.utils.clip_grad_norm_`: the global L2 norm over every tensor; when
 /// it exceeds `maxNorm`, every gradient is scaled by maxNorm / (norm + 1e-6). Returns the norm before clipping.
 @discardableResult
 public func clipGradientNorm(_ gradients: inout [[Float]], maxNorm: Float) -> Float {
-    var squares: Double = 0
-    for tensor in gradients { for g in tensor { squares += Double(g) * Double(g) } }
-    let norm = Float(squares.squareRoot())
-    if maxNorm > 0 && norm > maxNorm {
-        let scale = maxNorm / (norm + 1e-6)
+    let norm = Float(gradients.reduce(0.0) { $0 + sumOfSquares($1) }.squareRoot())
+    let scale = clipScale(norm: norm, maxNorm: maxNorm)
+    if scale != 1 {
         for t in gradients.indices { for i in gradients[t].indices { gradients[t][i] *= scale } }
     }
     return norm

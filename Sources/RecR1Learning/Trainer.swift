@@ -73,21 +73,23 @@ public final class Trainer {
                                    maxGradientNorm: settings.maxGradientNorm)
         pass = TrainingPass(decoder: decoder)
         if let lora = settings.lora {
-            decoder.adapters = LoRAAdapters(config: decoder.config, settings: lora, seed: settings.seed)
+            let adapters = LoRAAdapters(config: decoder.config, settings: lora, seed: settings.seed)
+            decoder.adapters = adapters
             decoder.adaptersEnabled = true
             frozenReference = nil
+            trainableParameters = adapters.parameterCount
         } else {
             decoder.adapters = nil
             // The arrays are shared until the first step writes to the policy's copy.
             frozenReference = Decoder(config: decoder.config, weights: decoder.weights)
+            trainableParameters = decoder.config.parameterCount
         }
     }
 
     public var mode: String { settings.lora == nil ? "full" : "lora" }
 
-    public var trainableParameters: Int {
-        decoder.adapters?.parameterCount ?? decoder.config.parameterCount
-    }
+    /// Counted once: Info reads it while a step may be writing the tensors.
+    public let trainableParameters: Int
 
     /// Gradient accumulation in progress (sequences whose gradients wait for a step).
     public var pendingAccumulation: Int { pendingSequences }
@@ -186,9 +188,10 @@ public final class Trainer {
         return report
     }
 
+    /// Zeroes the gradients (kept allocated: fresh pages cost a page fault each, every step).
     private func dropAccumulation() {
-        fullGradients = nil
-        adapterGradients = nil
+        fullGradients?.zero()
+        adapterGradients?.zero()
         pendingSequences = 0
     }
 }

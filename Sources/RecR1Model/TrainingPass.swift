@@ -27,6 +27,17 @@ public final class ModelGradients {
         finalNorm = [Float](repeating: 0, count: c.dim)
         lmHead = [Float](repeating: 0, count: c.tiedEmbeddings ? 0 : c.vocabSize * c.dim)
     }
+
+    /// Sets every gradient to zero, in place.
+    public func zero() {
+        func clear(_ x: inout [Float]) { x.withUnsafeMutableBufferPointer { $0.update(repeating: 0) } }
+        clear(&tokenEmbedding); clear(&finalNorm); clear(&lmHead)
+        for layer in layers {
+            for path in [\LayerGradients.attnNorm, \.wq, \.wk, \.wv, \.bq, \.bk, \.bv, \.wo, \.ffnNorm, \.wGate, \.wUp, \.wDown] {
+                clear(&layer[keyPath: path])
+            }
+        }
+    }
 }
 
 /// The forward pass with every activation the backward pass needs, and the backward pass, layer by layer
@@ -226,7 +237,7 @@ public final class TrainingPass {
             for (i, target) in targets[range].enumerated() {
                 (chunkRows.p + i * c.dim).update(from: normed.p + target.row * c.dim, count: c.dim)
             }
-            MatMul.linear(logits.p, chunkRows.p, head, rows: range.count, inDim: c.dim, outDim: c.vocabSize)
+            MatMul.linear(logits.p, chunkRows.p, head, rows: range.count, inDim: c.dim, outDim: c.vocabSize, fp32: true)
             body(range, logits.p)
             start = range.upperBound
         }
@@ -297,17 +308,17 @@ public final class TrainingPass {
                 }
             }
             // dNormed[rows] = dlogits · W;  dW += dlogitsᵀ · normed
-            BLAS.sgemm(transA: false, transB: false, m: range.count, n: c.dim, k: c.vocabSize, a: logits, lda: c.vocabSize,
+            MatMul.gemm(transA: false, transB: false, m: range.count, n: c.dim, k: c.vocabSize, a: logits, lda: c.vocabSize,
                        b: head, ldb: c.dim, c: dChunk.p, ldc: c.dim)
             for (i, target) in targets[range].enumerated() {
                 Kernels.axpy(1, dChunk.p + i * c.dim, dNormed.p + target.row * c.dim, c.dim)
             }
             guard let g else { return }
             if c.tiedEmbeddings {
-                BLAS.sgemm(transA: true, transB: false, m: c.vocabSize, n: c.dim, k: range.count, a: logits, lda: c.vocabSize,
+                MatMul.gemm(transA: true, transB: false, m: c.vocabSize, n: c.dim, k: range.count, a: logits, lda: c.vocabSize,
                            b: normedChunk.p, ldb: c.dim, beta: 1, c: &g.tokenEmbedding, ldc: c.dim)
             } else {
-                BLAS.sgemm(transA: true, transB: false, m: c.vocabSize, n: c.dim, k: range.count, a: logits, lda: c.vocabSize,
+                MatMul.gemm(transA: true, transB: false, m: c.vocabSize, n: c.dim, k: range.count, a: logits, lda: c.vocabSize,
                            b: normedChunk.p, ldb: c.dim, beta: 1, c: &g.lmHead, ldc: c.dim)
             }
         }
@@ -394,10 +405,10 @@ public final class TrainingPass {
                                 input: UnsafePointer<Float>, weight: [Float], shape: (inDim: Int, outDim: Int),
                                 accumulateInput: Bool) {
         let (inDim, outDim) = shape
-        BLAS.sgemm(transA: false, transB: false, m: rows, n: inDim, k: outDim, a: dOut, lda: outDim, b: weight, ldb: inDim,
+        MatMul.gemm(transA: false, transB: false, m: rows, n: inDim, k: outDim, a: dOut, lda: outDim, b: weight, ldb: inDim,
                    beta: accumulateInput ? 1 : 0, c: dIn, ldc: inDim)
         guard let dWeight else { return }
-        BLAS.sgemm(transA: true, transB: false, m: outDim, n: inDim, k: rows, a: dOut, lda: outDim, b: input, ldb: inDim,
+        MatMul.gemm(transA: true, transB: false, m: outDim, n: inDim, k: rows, a: dOut, lda: outDim, b: input, ldb: inDim,
                    beta: 1, c: dWeight, ldc: inDim)
     }
 

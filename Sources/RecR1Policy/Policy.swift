@@ -18,7 +18,14 @@ public final class Policy {
     public let description: Description
     public let endTokens: Set<Int32>
     private let lock = NSLock()
-    private var currentVersion: UInt64 = 0
+    /// Changed only with the engine's lock held, and under `versionLock` too, so that `version` (Health,
+    /// Info) can read it without waiting for a Generate or an Update to finish.
+    private var currentVersion: UInt64 {
+        get { versionLock.withLock { storedVersion } }
+        set { versionLock.withLock { storedVersion = newValue } }
+    }
+    private var storedVersion: UInt64 = 0
+    private let versionLock = NSLock()
     /// Draws the seeds of requests that give none, so that a seeded daemon (and a resumed one) repeats itself.
     private var seeder = RandomStream(seed: UInt64.random(in: .min ... .max))
     /// Trains the decoder; nil until `enableTraining`.
@@ -54,7 +61,7 @@ public final class Policy {
     }
 
     public var config: ModelConfig { decoder.config }
-    public var version: UInt64 { lock.withLock { currentVersion } }
+    public var version: UInt64 { currentVersion }
 
     /// Sets up training (LoRA adapters or full fine-tuning) and seeds the sampler's seed stream.
     public func enableTraining(_ settings: TrainerSettings) {

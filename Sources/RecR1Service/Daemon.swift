@@ -27,7 +27,18 @@ public final class Daemon {
         if BLAS.wasPreloaded {
             logger.warning("OpenBLAS was loaded before recr1d could choose its kernels; it runs \(BLAS.core)")
         }
-        logger.info("OpenBLAS core \(BLAS.core), \(BLAS.threads) threads; CPU: \(CPUFeatures.current)")
+        if config.matmulBackend.isEmpty {
+            MatMul.backend = MatMul.fastestBackend
+        } else {
+            guard let backend = MatMul.Backend(rawValue: config.matmulBackend) else {
+                throw ConfigError(key: "matmul_backend", "'\(config.matmulBackend)' is not one of \(MatMul.Backend.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            if backend != .openblas, let problem = MatMul.dnnlAvailable {
+                throw ConfigError(key: "matmul_backend", "\(backend.rawValue) needs oneDNN: \(problem)")
+            }
+            MatMul.backend = backend
+        }
+        logger.info("OpenBLAS core \(BLAS.core), \(BLAS.threads) threads; large products on \(MatMul.backend.rawValue); CPU: \(CPUFeatures.current)")
 
         let trainerSettings = try config.training.trainerSettings()
         let policy = try Self.loadPolicy(config.model, logger: logger)

@@ -87,7 +87,7 @@ public final class PolicyService {
             reply.model.kvHeads = UInt32(c.kvHeads)
             reply.model.vocabSize = UInt32(c.vocabSize)
             reply.model.contextLength = UInt32(c.contextLength)
-            reply.model.computeType = "f32"
+            reply.model.computeType = MatMul.backend == .onednnBF16 ? "bf16" : "f32"
             reply.model.weightsType = policy.description.weightsType
             if let trainer = policy.trainer {
                 reply.model.trainingMode = trainer.mode
@@ -97,7 +97,7 @@ public final class PolicyService {
         }
         reply.blasCore = BLAS.core
         reply.blasThreads = UInt32(BLAS.threads)
-        reply.matmulBackend = "openblas"
+        reply.matmulBackend = MatMul.backend.rawValue
         reply.cpuFeatures = CPUFeatures.current.description
         reply.limits.maxMessageBytes = UInt64(config.maxMessageBytes)
         reply.limits.maxPromptsPerRequest = UInt32(config.maxPromptsPerRequest)

@@ -24,6 +24,8 @@ public struct ServerConfig: Equatable {
     public var logLevel = Logger.Level.info
     /// OpenBLAS threads; 0 = one per core.
     public var blasThreads = 0
+    /// openblas, onednn-f32 or onednn-bf16 for large products; empty = the fastest this CPU supports.
+    public var matmulBackend = ""
     /// Training: mode, optimiser, schedule, memory budget, seed, rollout store.
     public var training = TrainingConfig()
 
@@ -74,6 +76,7 @@ public struct ServerConfig: Equatable {
         if let v = try toml.string("state_dir") { stateDir = v }
         if let v = try toml.string("log_level") { logLevel = try Self.parseLogLevel(v) }
         if let v = try toml.int("blas_threads", in: 0...1024) { blasThreads = v }
+        if let v = try toml.string("matmul_backend") { matmulBackend = v }
         try training.merge(&toml)
         try toml.rejectUnknownKeys()
     }

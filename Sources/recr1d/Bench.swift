@@ -41,6 +41,8 @@ struct Bench: ParsableCommand {
     var noTraining = false
     @Flag(help: "Only the training figures.")
     var onlyTraining = false
+    @Option(help: "openblas, onednn-f32 or onednn-bf16 for products above 16 rows (default: the fastest here).")
+    var matmulBackend: String?
     @Option(help: "Training modes to measure: lora, full, or both (comma-separated).")
     var trainModes = "lora,full"
 
@@ -53,6 +55,14 @@ struct Bench: ParsableCommand {
         try BLAS.load(threads: threads)
         Parallel.threads = threads
         MatMul.useQuantized = !fp32Weights
+        if let matmulBackend {
+            guard let chosen = MatMul.Backend(rawValue: matmulBackend) else {
+                throw ValidationError("--matmul-backend must be one of \(MatMul.Backend.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            MatMul.backend = chosen
+        } else {
+            MatMul.backend = MatMul.fastestBackend
+        }
         progress("loading the model")
         let loadStart = ContinuousClock.now
         let policy = try Policy.load(path: model ?? DefaultModel.locate())
@@ -60,8 +70,8 @@ struct Bench: ParsableCommand {
         let prompt = try chatPrompt(policy.tokenizer, tokens: 84)
 
         var result: [String: Any] = [
-            "engine": "recr1d \(RecR1Version.current)", "blas_core": BLAS.core,
-            "matmul": "fp32 arithmetic: OpenBLAS GEMM above \(MatMul.skinnyRowLimit) rows; at most \(MatMul.skinnyRowLimit) rows, "
+            "engine": "recr1d \(RecR1Version.current)", "blas_core": BLAS.core, "matmul_backend": MatMul.backend.rawValue,
+            "matmul": "above \(MatMul.skinnyRowLimit) rows \(MatMul.backend.rawValue)\(MatMul.backend == .onednnBF16 ? " (bf16 inputs, fp32 accumulation)" : " (fp32)"); at most \(MatMul.skinnyRowLimit) rows, "
                 + (fp32Weights ? "the skinny C kernel on fp32 weights" : "the C kernel on the file's quantised blocks where it has them"),
             "threads": threads, "repeats": repeats, "prompt_tokens": prompt.count,
             "load_seconds": rounded(loadSeconds, 2),

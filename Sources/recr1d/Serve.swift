@@ -58,6 +58,9 @@ struct Serve: ParsableCommand {
     @Option(help: "OpenBLAS threads; 0 = one per core.")
     var blasThreads: Int?
 
+    @Option(help: "openblas, onednn-f32 or onednn-bf16 for large matrix products. Default: the fastest here (onednn-bf16 with AMX).")
+    var matmulBackend: String?
+
     @Option(help: "lora or full. Default lora.")
     var trainingMode: String?
 
@@ -95,6 +98,7 @@ struct Serve: ParsableCommand {
         if let tokenFile { resolved.tokenFile = tokenFile }
         if let stateDir { resolved.stateDir = stateDir }
         if let logLevel { resolved.logLevel = try ServerConfig.parseLogLevel(logLevel) }
+        if let matmulBackend { resolved.matmulBackend = matmulBackend }
         if let trainingMode { resolved.training.mode = trainingMode }
         if let loraRank { resolved.training.loraRank = try positive(loraRank, "--lora-rank") }
         if let loraAlpha {
