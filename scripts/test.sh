@@ -13,3 +13,4 @@ swift test -c release -Xswiftc -enable-testing --skip-build --disable-swift-test
 echo "== Python tests"
 RECR1D="$(swift build -c release -Xswiftc -enable-testing --show-bin-path)/recr1d" \
     "$PYTHON" -m pytest -q clients/python/tests
+echo "== C SDK tests" && RECR1D="$(swift build -c release -Xswiftc -enable-testing --show-bin-path)/recr1d" make -C clients/c test
