@@ -19,7 +19,8 @@ def client(tmp_path_factory):
     """One recr1d with the default model (SmolLM2 from its package) for the whole module."""
     directory = tmp_path_factory.mktemp("engine")
     address = f"ipc://{directory}/recr1d.sock"
-    daemon = Daemon(["--listen", address, "--max-prompts-per-request", "16", "--max-samples-per-prompt", "8",
+    # OpenBLAS (fp32): the parity checks against the PyTorch golden files need fp32 products.
+    daemon = Daemon(["--listen", address, "--matmul-backend", "openblas", "--max-prompts-per-request", "16", "--max-samples-per-prompt", "8",
                      "--max-new-tokens", "64", "--max-sequence-tokens", "400"], cwd=directory)
     try:
         daemon.wait_ready(address, timeout=120)

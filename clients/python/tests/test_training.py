@@ -16,8 +16,9 @@ FRUIT = [{"role": "user", "content": "Name a fruit."}]
 CAPITAL = [{"role": "user", "content": "What is the capital of France?"}]
 
 
-def start(tmp_path, name="d", config="seed = 7\n", extra=()):
-    """A recr1d with SmolLM2 (LoRA by default) and its own state directory."""
+def start(tmp_path, name="d", config="seed = 7\nmatmul_backend = \"openblas\"\n", extra=()):
+    """A recr1d with SmolLM2 (LoRA by default) and its own state directory; fp32 products unless the config
+    says otherwise (the learning tests run on the default backend, bf16 where the CPU has AMX)."""
     directory = tmp_path / name
     directory.mkdir()
     (directory / "recr1d.toml").write_text(config)
@@ -157,7 +158,7 @@ def train_steps(client, count):
 
 @pytest.mark.parametrize("mode", ["lora", "full"])
 def test_checkpoint_resume_is_bit_identical(tmp_path, mode):
-    config = f'seed = 7\ntraining_mode = "{mode}"\n'
+    config = f'seed = 7\ntraining_mode = "{mode}"\nmatmul_backend = "openblas"\n'
     first, a = start(tmp_path, "a", config)
     try:
         train_steps(a, 2)
@@ -220,7 +221,7 @@ def test_checkpoint_errors_change_nothing(tmp_path, policy):
     assert policy.load_checkpoint(str(tmp_path / "good")).step == again.step
 
     # A full fine-tuning daemon refuses a LoRA checkpoint, naming the settings.
-    full, client = start(tmp_path, "full", 'training_mode = "full"\n')
+    full, client = start(tmp_path, "full", 'training_mode = "full"\nmatmul_backend = "openblas"\n')
     try:
         with pytest.raises(recr1.FailedPrecondition) as caught:
             client.load_checkpoint(again.path.replace(".previous", ""))
@@ -270,16 +271,26 @@ def test_export_merged_and_peft(tmp_path, policy):
     assert len([k for k in header if k != "__metadata__"]) == 30 * 7 * 2
 
 
-# --- Learning on the real model ------------------------------------------------------------------
+# --- Learning on the real model, with recr1d's default matrix products ----------------------------
 
-def test_grpo_raises_the_reward(policy):
+@pytest.fixture
+def default_policy(tmp_path):
+    daemon, client = start(tmp_path, config="seed = 7\n")
+    backend = client.info().matmul_backend
+    print("matrix products:", backend)
+    yield client
+    client.close()
+    daemon.stop()
+
+
+def test_grpo_raises_the_reward(default_policy):
     """Reward 1 when the answer to "Name a fruit." contains "apple": rare at first, common after a few steps."""
     curve = []
     for step in range(8):
-        generated = policy.generate([FRUIT, FRUIT], n=8, temperature=1.0, max_new_tokens=12)
+        generated = default_policy.generate([FRUIT, FRUIT], n=8, temperature=1.0, max_new_tokens=12)
         groups = [[(c.rollout_id, 1.0 if "apple" in c.text.lower() else 0.0) for c in r.completions]
                   for r in generated.results]
-        reply = policy.update(grpo=recr1.grpo_batch(groups, beta=0.0), learning_rate=1e-3)
+        reply = default_policy.update(grpo=recr1.grpo_batch(groups, beta=0.0), learning_rate=1e-3)
         assert reply.applied
         curve.append(round(reply.metrics.reward_mean, 3))
     print("GRPO mean reward per step:", curve)
@@ -287,12 +298,12 @@ def test_grpo_raises_the_reward(policy):
     assert sum(curve[-2:]) / 2 >= 0.6, curve
 
 
-def test_dpo_raises_the_margin(policy):
+def test_dpo_raises_the_margin(default_policy):
     pairs = [(FRUIT, "An apple.", "A rock."), (CAPITAL, "Paris.", "London."),
              ([{"role": "user", "content": "Name a color."}], "Blue.", "Seven.")]
     curve = []
     for step in range(6):
-        reply = policy.update(dpo=recr1.dpo_batch(pairs, beta=0.1), learning_rate=5e-4)
+        reply = default_policy.update(dpo=recr1.dpo_batch(pairs, beta=0.1), learning_rate=5e-4)
         assert reply.applied
         curve.append(round(reply.metrics.margin, 4))
     print("DPO margin per step:", curve)
@@ -300,11 +311,11 @@ def test_dpo_raises_the_margin(policy):
     assert curve[-1] > 0.5 and all(b > a for a, b in zip(curve, curve[1:])), curve
 
 
-def test_sft_lowers_the_loss(policy):
+def test_sft_lowers_the_loss(default_policy):
     pairs = [(FRUIT, "Mango is my favourite fruit."), (CAPITAL, "Paris is the capital of France.")]
     curve = []
     for step in range(6):
-        reply = policy.update(sft=recr1.sft_batch(pairs), learning_rate=5e-4)
+        reply = default_policy.update(sft=recr1.sft_batch(pairs), learning_rate=5e-4)
         assert reply.applied
         curve.append(round(reply.metrics.loss, 4))
     print("SFT loss per step:", curve)
