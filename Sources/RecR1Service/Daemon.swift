@@ -69,10 +69,14 @@ public final class Daemon {
         return policy
     }
 
+    /// The training jobs (nil without a model).
+    public var jobs: JobManager? { service.jobs }
+
     public func start() throws {
         try server.start(addresses: addresses, workers: config.workers, maxFrameBytes: config.transportMaxBytes,
                          handler: dispatcher.handle(frame:))
         logger.info("recr1d \(RecR1Version.current) serving with \(config.workers) workers")
+        service.jobs?.resumeInterruptedJobs()
     }
 
     /// Stops accepting, answers the requests in flight, closes the sockets.

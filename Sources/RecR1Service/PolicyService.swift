@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import RecR1Kernels
 import RecR1Policy
 import RecR1Proto
@@ -27,6 +28,7 @@ public final class PolicyService {
     private let listening: [ListenAddress]
     private let stats: RequestStats
     private let rollouts: RolloutStore
+    public let jobs: JobManager?
     private let startedAt = ContinuousClock.now
     private let lock = NSLock()
     private var stopping = false
@@ -37,10 +39,12 @@ public final class PolicyService {
         self.listening = listening
         self.stats = stats
         rollouts = RolloutStore(maxCount: config.training.rolloutStoreCount, maxBytes: config.training.rolloutStoreBytes)
+        jobs = policy.map { JobManager(policy: $0, config: config, logger: Logger(label: "recr1d.jobs")) }
     }
 
     private static let engineMethods: [PolicyMethod] = [
         .tokenize, .detokenize, .applyChatTemplate, .generate, .score, .update, .saveCheckpoint, .loadCheckpoint, .export,
+        .startJob, .jobStatus, .stopJob,
     ]
 
     /// Health reports STOPPING from now on.
@@ -54,19 +58,13 @@ public final class PolicyService {
             EngineHandlers(policy: policy, config: config, rollouts: rollouts).register(in: &table)
             UpdateHandler(policy: policy, config: config, rollouts: rollouts).register(in: &table)
             CheckpointHandlers(policy: policy, config: config).register(in: &table)
+            jobs?.register(in: &table)
         } else {
             for method in Self.engineMethods {
                 table.register(method.fullName, raw: { _, _ in
                     throw RPCError.failedPrecondition("\(method.rawValue) needs a model, and recr1d runs with --model none")
                 })
             }
-        }
-        let later = PolicyMethod.allCases.filter { $0 != .info && $0 != .health && !Self.engineMethods.contains($0) }
-        for method in later {
-            table.register(method.fullName, raw: { _, _ in
-                throw RPCError.unimplemented(
-                    "\(method.rawValue) is not implemented in recr1d \(RecR1Version.current) yet (training jobs arrive with the service layer)")
-            })
         }
         return table
     }
@@ -122,6 +120,7 @@ public final class PolicyService {
         reply.inFlight = UInt32(max(0, counts.inFlight))
         reply.requestsServed = counts.served
         reply.requestsFailed = counts.failed
+        reply.runningJob = jobs?.runningJob ?? ""
         return reply
     }
 }

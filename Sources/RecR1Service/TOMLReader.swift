@@ -81,6 +81,27 @@ public struct TOMLReader {
         }
     }
 
+    /// An array of tables ([[key]] in TOML), each read by its own reader (which names the key as key[i]).
+    public mutating func tables(_ key: String) throws -> [TOMLReader]? {
+        guard let value = value(key) else { return nil }
+        guard let array = value.array else { throw wrongType(key, "an array of tables ([[\(key)]])", value) }
+        return try array.enumerated().map { index, element in
+            guard let table = element.table else { throw wrongType("\(key)[\(index)]", "a table", element) }
+            return TOMLReader(table: table, origin: "\(origin) [[\(key)]] #\(index + 1)")
+        }
+    }
+
+    private init(table: TOMLTable, origin: String) {
+        self.table = table
+        self.origin = origin
+    }
+
+    public mutating func bool(_ key: String) throws -> Bool? {
+        guard let value = value(key) else { return nil }
+        guard let bool = value.bool else { throw wrongType(key, "true or false", value) }
+        return bool
+    }
+
     /// Call after every read: any key not read is unknown.
     public func rejectUnknownKeys() throws {
         if let unknown = table.keys.sorted().first(where: { !known.contains($0) }) {

@@ -131,9 +131,9 @@ final class TransportTests: XCTestCase {
         let noModel = try client.call(PolicyMethod.generate.fullName, Recr1_V1_GenerateRequest())
         XCTAssertEqual(noModel.status.code, .failedPrecondition)
         XCTAssertTrue(noModel.status.message.contains("Generate"))
-        let notYet = try client.call(PolicyMethod.update.fullName, Recr1_V1_UpdateRequest())
-        XCTAssertEqual(notYet.status.code, .unimplemented)
-        XCTAssertTrue(notYet.status.message.contains("Update"))
+        let update = try client.call(PolicyMethod.update.fullName, Recr1_V1_UpdateRequest())
+        XCTAssertEqual(update.status.code, .failedPrecondition)
+        XCTAssertTrue(update.status.message.contains("Update"))
 
         let ok = try client.call(PolicyMethod.info.fullName, Recr1_V1_InfoRequest(), id: 3)
         XCTAssertEqual(ok.status.code, .ok)
