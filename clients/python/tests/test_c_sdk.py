@@ -284,3 +284,44 @@ def test_cpp_includes_the_header(built, tmp_path):
                    check=True)
     out = subprocess.run([str(binary)], capture_output=True, text=True, timeout=10)
     assert out.returncode == 0 and out.stdout.strip() == "0.1.0 UNAVAILABLE 1"
+
+
+def test_a_training_job_scores_its_rollouts_through_the_c_plugin(built, tmp_path):
+    """recr1d train with the RecZero plugin in C as its reward: every rollout gets a reward from C, and the
+    plugin's details (format) reach the job's metrics."""
+    address = f"ipc://{tmp_path}/reczero.sock"
+    plugin = Plugin([str(built / "reczero_reward"), address, "--workers", "2"], address)
+    try:
+        prompt = ("Rate the movie Toy Story (1995) for a user who loved Aladdin (1992) and A Bug's Life (1998). "
+                  "Answer with <rate>N</rate>, N from 1 to 5.")
+        with open(tmp_path / "ratings.jsonl", "w") as f:
+            for truth in (5, 4):
+                f.write(json.dumps({"messages": [{"role": "user", "content": prompt}], "metadata": {"rating": truth}}) + "\n")
+        (tmp_path / "job.toml").write_text(f'''name = "reczero-c"
+prompts = "ratings.jsonl"
+algorithm = "grpo"
+steps = 2
+prompts_per_step = 2
+samples_per_prompt = 4
+max_new_tokens = 16
+learning_rate = 0.001
+
+[[plugins]]
+name = "reczero"
+addresses = ["{address}"]
+timeout_ms = 10000
+''')
+        recr1d = os.environ.get("RECR1D") or str(REPO / ".build" / "release" / "recr1d")
+        run = subprocess.run([recr1d, "train", str(tmp_path / "job.toml"), "--listen", f"ipc://{tmp_path}/d.sock",
+                              "--state-dir", str(tmp_path / "state"), "--seed", "5"],
+                             capture_output=True, text=True, timeout=600)
+        assert run.returncode == 0, run.stderr[-3000:]
+        lines = [json.loads(line) for line in open(tmp_path / "state" / "jobs" / "reczero-c" / "metrics.jsonl")]
+        assert [line["step"] for line in lines] == [1, 2]
+        for line in lines:
+            assert line["failed_items"] == 0, line          # the C plugin scored every rollout
+            assert -1.0 <= line["reczero.format"] <= 1.0     # its details reach the job's metrics
+            assert -1.0 <= line["reward_mean"] <= 2.0        # format ±1 plus accuracy in [0, 1]
+            assert line["policy_version"] == line["step"]
+    finally:
+        plugin.stop()
