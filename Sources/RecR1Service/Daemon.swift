@@ -3,6 +3,7 @@ import Logging
 import RecR1Formats
 import RecR1Kernels
 import RecR1Policy
+import RecR1Proto
 
 /// recr1d assembled: configuration -> BLAS -> Policy handlers -> dispatcher -> nng transport.
 /// `recr1d serve` drives it with signals; tests start it in-process.
@@ -67,6 +68,34 @@ public final class Daemon {
         let c = policy.config
         logger.info("model \(policy.description.name) (\(c.architecture.rawValue), \(c.parameterCount) parameters, \(policy.description.weightsType) -> f32) loaded in \(ContinuousClock.now - started)")
         return policy
+    }
+
+    /// Health through the dispatcher, in process: the watchdog's sign of life.
+    public func answersHealth() -> Bool {
+        var request = Recr1_V1_Request()
+        request.method = PolicyMethod.health.fullName
+        request.authToken = dispatcher.options.authToken ?? ""
+        guard let frame = try? request.serializedData(),
+              let reply = try? Recr1_V1_Reply(serializedBytes: dispatcher.handle(frame: frame)) else { return false }
+        return reply.status.code == .ok
+    }
+
+    /// Applies what can change without a restart (SIGHUP): the log level, the shared token, the message
+    /// size limit. Returns the settings that differ but need a restart.
+    public func reload(_ new: ServerConfig) throws -> [String] {
+        var options = dispatcher.options
+        options.authToken = try new.authToken()
+        options.maxMessageBytes = new.maxMessageBytes
+        dispatcher.options = options
+        LogLevel.shared.level = new.logLevel
+        var restart: [String] = []
+        if new.model != config.model { restart.append("model") }
+        if new.listen != config.listen { restart.append("listen") }
+        if new.workers != config.workers { restart.append("workers") }
+        if new.training != config.training { restart.append("training settings") }
+        if new.matmulBackend != config.matmulBackend { restart.append("matmul_backend") }
+        if new.stateDir != config.stateDir { restart.append("state_dir") }
+        return restart
     }
 
     /// The training jobs (nil without a model).

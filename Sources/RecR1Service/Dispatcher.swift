@@ -22,14 +22,20 @@ public final class Dispatcher {
     }
 
     private let table: MethodTable
-    private let options: Options
+    private var currentOptions: Options
+    private let optionsLock = NSLock()
+    /// Replaced as a whole on reload (SIGHUP); each request reads one consistent copy.
+    public var options: Options {
+        get { optionsLock.withLock { currentOptions } }
+        set { optionsLock.withLock { currentOptions = newValue } }
+    }
     private let stats: RequestStats
     private let logger: Logger
 
     public init(table: MethodTable, options: Options, stats: RequestStats = RequestStats(),
                 logger: Logger = Logger(label: "recr1d.dispatch")) {
         self.table = table
-        self.options = options
+        currentOptions = options
         self.stats = stats
         self.logger = logger
     }
@@ -44,6 +50,7 @@ public final class Dispatcher {
     }
 
     private func dispatch(frame: Data, receivedAt: ContinuousClock.Instant) -> Recr1_V1_Reply {
+        let options = self.options
         if frame.count > options.maxMessageBytes {
             return Self.failure(0, RPCError.invalidArgument(
                 "max_message_bytes",

@@ -131,22 +131,31 @@ struct Serve: ParsableCommand {
         pthread_sigmask(SIG_BLOCK, &signals, nil)
 
         let config = try resolvedConfig()
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = config.logLevel
-            return handler
-        }
+        LogLevel.shared.level = config.logLevel
+        LoggingSystem.bootstrap(ReloadableLogHandler.init)
         let logger = Logger(label: "recr1d")
 
         let daemon = try Daemon(config: config, handlerDelayMs: debugHandlerDelayMs, logger: logger)
         try daemon.start()
         Systemd.notify("READY=1\nSTATUS=serving on \(daemon.addresses.map(\.url).joined(separator: " "))")
+        if let interval = Systemd.watchdogInterval() {
+            logger.info("systemd watchdog every \(interval): keep-alives at half of it while Health answers")
+            Systemd.startWatchdog(interval: interval) { daemon.answersHealth() }
+        }
 
         while true {
             var received: Int32 = 0
             sigwait(&signals, &received)
             if received == SIGHUP {
-                logger.notice("SIGHUP: reloading the configuration is not supported yet; restart to apply changes")
+                Systemd.notify("RELOADING=1")
+                do {
+                    let restart = try daemon.reload(resolvedConfig())
+                    let pending = restart.isEmpty ? "" : "; restart to apply: \(restart.joined(separator: ", "))"
+                    logger.notice("SIGHUP: configuration reloaded (log_level, token_file, max_message_bytes)\(pending)")
+                } catch {
+                    logger.error("SIGHUP: the configuration was not reloaded, the old one stays: \(error)")
+                }
+                Systemd.notify("READY=1")
                 continue
             }
             logger.notice("signal \(received): stopping; in-flight requests are answered first (again to force)")

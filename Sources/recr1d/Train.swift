@@ -27,11 +27,8 @@ struct Train: ParsableCommand {
         pthread_sigmask(SIG_BLOCK, &signals, nil)
 
         let config = try serve.resolvedConfig()
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = config.logLevel
-            return handler
-        }
+        LogLevel.shared.level = config.logLevel
+        LoggingSystem.bootstrap(ReloadableLogHandler.init)
         let logger = Logger(label: "recr1d")
         let daemon = try Daemon(config: config, logger: logger)
         guard let jobs = daemon.jobs else { throw ValidationError("recr1d train needs a model (not --model none)") }

@@ -1,6 +1,7 @@
 """recr1d as a process, driven by the Python client over real nng sockets."""
 
 import os
+import signal
 import socket
 import stat
 import subprocess
@@ -217,6 +218,50 @@ def test_sd_notify_ready_and_stopping(start_daemon, ipc_address, tmp_path):
         daemon.proc.send_signal(15)
         assert listener.recv(4096).decode() == "STOPPING=1"
         assert daemon.proc.wait(15) == 0
+    finally:
+        listener.close()
+
+
+def test_watchdog_keep_alives_and_reload(start_daemon, ipc_address, tmp_path):
+    """WatchdogSec: WATCHDOG=1 at half the interval. SIGHUP: the file is read again; a new token applies at
+    once, and a broken file leaves the old settings."""
+    notify_path = str(tmp_path / "notify.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(notify_path)
+    listener.settimeout(20)
+    token_file = tmp_path / "token"
+    token_file.write_text("first\n")
+    config = tmp_path / "recr1d.toml"
+    config.write_text(f'listen = ["{ipc_address}"]\ntoken_file = "{token_file}"\n')
+    try:
+        env = {**os.environ, "NOTIFY_SOCKET": notify_path, "WATCHDOG_USEC": "400000"}
+        daemon = start_daemon("--config", str(config), env=env)
+        assert listener.recv(4096).decode().startswith("READY=1")
+        started = time.monotonic()
+        beats = [listener.recv(4096).decode() for _ in range(4)]
+        assert beats == ["WATCHDOG=1"] * 4
+        assert 0.4 < time.monotonic() - started < 5, "about every 200 ms"
+
+        with recr1.PolicyClient(ipc_address, token="first") as client:
+            client.health()
+        token_file.write_text("second\n")
+        daemon.proc.send_signal(signal.SIGHUP)
+        messages = []
+        while "READY=1" not in messages:
+            messages.append(listener.recv(4096).decode())
+        assert "RELOADING=1" in messages
+        with recr1.PolicyClient(ipc_address, token="second") as client:
+            client.health()
+        with recr1.PolicyClient(ipc_address, token="first") as client:
+            with pytest.raises(recr1.Unauthenticated):
+                client.health()
+
+        config.write_text("workers = [\n")  # not TOML: the reload fails, the old settings stay
+        daemon.proc.send_signal(signal.SIGHUP)
+        time.sleep(1)
+        with recr1.PolicyClient(ipc_address, token="second") as client:
+            client.health()
+        assert "the configuration was not reloaded" in daemon.output()
     finally:
         listener.close()
 
