@@ -72,8 +72,8 @@ public final class Policy {
     }
 
     /// One training call with the engine to itself; an applied optimiser step bumps the policy version.
-    public func train(_ body: (Trainer) throws -> Trainer.Report) rethrows -> (report: Trainer.Report, version: UInt64) {
-        try lock.withLock {
+    public func train(deadline: Date? = nil, _ body: (Trainer) throws -> Trainer.Report) throws -> (report: Trainer.Report, version: UInt64) {
+        try exclusive(deadline: deadline) {
             guard let trainer else { preconditionFailure("enableTraining first") }
             let report = try body(trainer)
             if report.applied { currentVersion += 1 }
@@ -102,14 +102,25 @@ public final class Policy {
         }
     }
 
-    /// Runs `body` with the engine to itself.
-    public func exclusive<T>(_ body: () throws -> T) rethrows -> T {
-        try lock.withLock(body)
+    /// The deadline passed while the request waited for the engine.
+    public struct EngineBusy: Error, CustomStringConvertible {
+        public var description: String { "the engine stayed busy until the request's deadline" }
     }
 
-    public func generate(prompts: [[Int32]], n: Int, settings: SamplingSettings,
-                         shouldStop: () -> Bool = { false }) -> (completions: [[Completion]], version: UInt64) {
-        exclusive {
+    /// Runs `body` with the engine to itself; with a deadline, gives up waiting for it then.
+    public func exclusive<T>(deadline: Date? = nil, _ body: () throws -> T) throws -> T {
+        if let deadline {
+            guard lock.lock(before: deadline) else { throw EngineBusy() }
+        } else {
+            lock.lock()
+        }
+        defer { lock.unlock() }
+        return try body()
+    }
+
+    public func generate(prompts: [[Int32]], n: Int, settings: SamplingSettings, deadline: Date? = nil,
+                         shouldStop: () -> Bool = { false }) throws -> (completions: [[Completion]], version: UInt64) {
+        try exclusive(deadline: deadline) {
             var settings = settings
             if settings.seed == nil { settings.seed = seeder.next() }
             let generator = Generator(decoder: decoder, endTokens: endTokens) { [tokenizer] tokens in
@@ -119,15 +130,15 @@ public final class Policy {
         }
     }
 
-    public func score(_ items: [(prompt: [Int32], completion: [Int32])]) -> (logprobs: [[Float]], version: UInt64) {
-        exclusive { (Scorer.score(decoder, items: items), currentVersion) }
+    public func score(_ items: [(prompt: [Int32], completion: [Int32])]) throws -> (logprobs: [[Float]], version: UInt64) {
+        try exclusive { (Scorer.score(decoder, items: items), currentVersion) }
     }
 
     /// Log-probs under the policy and, when asked, under the reference (the base with adapters off, or
     /// the frozen copy; without training the reference is the policy itself).
-    public func score(_ items: [(prompt: [Int32], completion: [Int32])], policy withPolicy: Bool, reference withReference: Bool)
-        -> (policy: [[Float]], reference: [[Float]], version: UInt64) {
-        exclusive {
+    public func score(_ items: [(prompt: [Int32], completion: [Int32])], policy withPolicy: Bool, reference withReference: Bool,
+                      deadline: Date? = nil) throws -> (policy: [[Float]], reference: [[Float]], version: UInt64) {
+        try exclusive(deadline: deadline) {
             let policyLogprobs = withPolicy ? Scorer.score(decoder, items: items) : []
             var referenceLogprobs: [[Float]] = []
             if withReference {

@@ -9,6 +9,7 @@ struct EngineHandlers {
     let policy: Policy
     let config: ServerConfig
     let rollouts: RolloutStore
+    let admission: EngineAdmission
 
     private var tokenizer: Tokenizer { policy.tokenizer }
     private var reader: RequestReader { RequestReader(policy: policy, config: config) }
@@ -70,8 +71,10 @@ struct EngineHandlers {
                             what: "\(tokens.count) prompt tokens + max_new_tokens \(settings.maxNewTokens)")
             return tokens
         }
-        let (completions, version) = policy.generate(prompts: prompts, n: n, settings: settings,
-                                                     shouldStop: { context.deadlinePassed })
+        let (completions, version) = try admission.run(context) { deadline in
+            try policy.generate(prompts: prompts, n: n, settings: settings, deadline: deadline,
+                                shouldStop: { context.deadlinePassed })
+        }
         try context.checkDeadline()
         var reply = Recr1_V1_GenerateReply()
         reply.policyVersion = version
@@ -138,7 +141,10 @@ struct EngineHandlers {
                             what: "\(prompt.count) prompt + \(completion.count) completion tokens")
             return (prompt: prompt, completion: completion)
         }
-        let scored = policy.score(items, policy: request.scoreWith != .reference, reference: request.scoreWith != .policy)
+        let scored = try admission.run(context) { deadline in
+            try policy.score(items, policy: request.scoreWith != .reference, reference: request.scoreWith != .policy,
+                             deadline: deadline)
+        }
         try context.checkDeadline()
         var reply = Recr1_V1_ScoreReply()
         reply.policyVersion = scored.version

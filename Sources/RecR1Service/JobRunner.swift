@@ -159,7 +159,7 @@ public final class JobRunner {
         switch config.algorithm {
         case .sft:
             let completions = chosen.map { policy.tokenizer.encode($0.completion ?? "", addSpecialTokens: false, parseSpecial: true).map(Int32.init) }
-            report = policy.train { $0.sft(prompts: prompts.map(\.tokens), completions: completions,
+            report = try policy.train { $0.sft(prompts: prompts.map(\.tokens), completions: completions,
                                            learningRate: config.learningRate > 0 ? config.learningRate : nil) }.report
         case .grpo, .dpo:
             var sampling = SamplingSettings()
@@ -168,7 +168,7 @@ public final class JobRunner {
             sampling.topK = config.topK
             sampling.maxNewTokens = config.maxNewTokens
             sampling.stopStrings = config.stopStrings
-            let generated = policy.generate(prompts: prompts.map(\.tokens), n: config.samplesPerPrompt, settings: sampling).completions
+            let generated = try policy.generate(prompts: prompts.map(\.tokens), n: config.samplesPerPrompt, settings: sampling).completions
             var items: [Recr1_V1_RewardItem] = []
             for (p, samples) in generated.enumerated() {
                 for (s, sample) in samples.enumerated() {
@@ -196,7 +196,7 @@ public final class JobRunner {
                 settings.beta = config.beta
                 settings.epsilonLow = config.epsilonLow
                 settings.epsilonHigh = config.epsilonHigh
-                report = policy.train { $0.grpo(groups: groups, settings: settings, learningRate: rate) }.report
+                report = try policy.train { $0.grpo(groups: groups, settings: settings, learningRate: rate) }.report
             } else {
                 let pairs = groups.compactMap { group -> PreferencePair? in
                     let best = group.max { $0.reward < $1.reward }!, worst = group.min { $0.reward < $1.reward }!
@@ -209,7 +209,7 @@ public final class JobRunner {
                 }
                 var settings = DPOSettings()
                 settings.beta = config.dpoBeta
-                report = policy.train { $0.dpo(pairs: pairs, settings: settings, learningRate: rate) }.report
+                report = try policy.train { $0.dpo(pairs: pairs, settings: settings, learningRate: rate) }.report
             }
         }
         metrics["loss"] = report.loss
@@ -272,7 +272,7 @@ public final class JobRunner {
         sampling.temperature = 0
         sampling.maxNewTokens = config.maxNewTokens
         sampling.stopStrings = config.stopStrings
-        let generated = policy.generate(prompts: prompts.map(\.tokens), n: 1, settings: sampling).completions
+        let generated = try policy.generate(prompts: prompts.map(\.tokens), n: 1, settings: sampling).completions
         let items = generated.enumerated().map { p, samples in
             rewardItem(evalRecords[p], prompt: prompts[p].text, completion: samples[0], id: "eval-\(p)")
         }

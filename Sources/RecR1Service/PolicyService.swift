@@ -55,8 +55,9 @@ public final class PolicyService {
         table.register(PolicyMethod.info.fullName) { [unowned self] (_: Recr1_V1_InfoRequest, _) in info() }
         table.register(PolicyMethod.health.fullName) { [unowned self] (_: Recr1_V1_HealthRequest, _) in health() }
         if let policy {
-            EngineHandlers(policy: policy, config: config, rollouts: rollouts).register(in: &table)
-            UpdateHandler(policy: policy, config: config, rollouts: rollouts).register(in: &table)
+            let admission = EngineAdmission(maxQueued: config.maxQueuedRequests)
+            EngineHandlers(policy: policy, config: config, rollouts: rollouts, admission: admission).register(in: &table)
+            UpdateHandler(policy: policy, config: config, rollouts: rollouts, admission: admission).register(in: &table)
             CheckpointHandlers(policy: policy, config: config).register(in: &table)
             jobs?.register(in: &table)
         } else {

@@ -17,6 +17,8 @@ public struct ServerConfig: Equatable {
     public var maxNewTokens = 2048
     public var maxSequenceTokens = 8192
     public var maxItemsPerUpdate = 4096
+    /// Requests that may wait for the engine behind the one it runs; more get RESOURCE_EXHAUSTED.
+    public var maxQueuedRequests = 64
     /// A file holding the shared token that every request must carry; nil = no token.
     public var tokenFile: String?
     /// Where checkpoints, job state and metrics go.
@@ -72,6 +74,7 @@ public struct ServerConfig: Equatable {
         if let v = try toml.int("max_new_tokens", in: 1...1_000_000) { maxNewTokens = v }
         if let v = try toml.int("max_sequence_tokens", in: 1...1_000_000) { maxSequenceTokens = v }
         if let v = try toml.int("max_items_per_update", in: 1...1_000_000) { maxItemsPerUpdate = v }
+        if let v = try toml.int("max_queued_requests", in: 0...1_000_000) { maxQueuedRequests = v }
         if let v = try toml.string("token_file") { tokenFile = v }
         if let v = try toml.string("state_dir") { stateDir = v }
         if let v = try toml.string("log_level") { logLevel = try Self.parseLogLevel(v) }

@@ -9,6 +9,7 @@ struct UpdateHandler {
     let policy: Policy
     let config: ServerConfig
     let rollouts: RolloutStore
+    let admission: EngineAdmission
 
     private var reader: RequestReader { RequestReader(policy: policy, config: config) }
 
@@ -37,7 +38,7 @@ struct UpdateHandler {
             throw RPCError.invalidArgument("batch", "an Update needs a grpo, dpo or sft batch")
         }
         try context.checkDeadline()
-        let (report, version) = policy.train(step)
+        let (report, version) = try admission.run(context) { deadline in try policy.train(deadline: deadline, step) }
 
         var reply = Recr1_V1_UpdateReply()
         reply.applied = report.applied

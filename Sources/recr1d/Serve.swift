@@ -46,6 +46,9 @@ struct Serve: ParsableCommand {
     @Option(help: "Most GRPO samples, DPO pairs or SFT pairs in one Update.")
     var maxItemsPerUpdate: Int?
 
+    @Option(help: "Requests that may wait for the engine behind the running one; more get RESOURCE_EXHAUSTED. Default 64.")
+    var maxQueuedRequests: Int?
+
     @Option(help: "A file with the shared token every request must carry.")
     var tokenFile: String?
 
@@ -95,6 +98,10 @@ struct Serve: ParsableCommand {
         if let maxNewTokens { resolved.maxNewTokens = try positive(maxNewTokens, "--max-new-tokens") }
         if let maxSequenceTokens { resolved.maxSequenceTokens = try positive(maxSequenceTokens, "--max-sequence-tokens") }
         if let maxItemsPerUpdate { resolved.maxItemsPerUpdate = try positive(maxItemsPerUpdate, "--max-items-per-update") }
+        if let maxQueuedRequests {
+            guard maxQueuedRequests >= 0 else { throw ValidationError("--max-queued-requests must be 0 or more") }
+            resolved.maxQueuedRequests = maxQueuedRequests
+        }
         if let tokenFile { resolved.tokenFile = tokenFile }
         if let stateDir { resolved.stateDir = stateDir }
         if let logLevel { resolved.logLevel = try ServerConfig.parseLogLevel(logLevel) }
