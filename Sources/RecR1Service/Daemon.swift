@@ -103,6 +103,7 @@ public final class Daemon {
 
     public func start() throws {
         try server.start(addresses: addresses, workers: config.workers, maxFrameBytes: config.transportMaxBytes,
+                         tlsCertKeyFile: config.tlsCertKeyFile,
                          handler: dispatcher.handle(frame:))
         logger.info("recr1d \(RecR1Version.current) serving with \(config.workers) workers")
         service.jobs?.resumeInterruptedJobs()

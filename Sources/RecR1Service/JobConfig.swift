@@ -95,6 +95,11 @@ public struct JobConfig: Equatable {
             if let v = try table.int("retries", in: 0...100) { plugin.retries = v }
             if let v = try table.int("backoff_ms", in: 0...600_000) { plugin.backoffMs = v }
             if let v = try table.int("batch_size", in: 1...1_000_000) { plugin.batchSize = v }
+            plugin.tlsCAFile = try table.string("tls_ca_file").map(resolve)
+            plugin.tlsServerName = try table.string("tls_server_name")
+            if plugin.addresses.contains(where: { $0.hasPrefix("tls+tcp://") }) && plugin.tlsCAFile == nil {
+                throw ConfigError(key: "\(key).tls_ca_file", "tls+tcp addresses need the CA certificate that verifies the plugin")
+            }
             if let path = try table.string("token_file") {
                 plugin.token = try String(contentsOfFile: resolve(path), encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
             }

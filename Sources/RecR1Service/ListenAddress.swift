@@ -5,8 +5,9 @@ import Foundation
 /// - `ipc:///path/to.sock`: the default. The socket file is created owner-only (0600).
 /// - `tcp://HOST:PORT`: only when asked. With no host (`tcp://:5555` or `tcp://*:5555`) it binds to the
 ///   loopback interface, never to every interface; give an address to listen elsewhere.
+/// - `tls+tcp://HOST:PORT`: tcp with TLS (the same loopback rule); needs `tls_cert_key_file`.
 public struct ListenAddress: Equatable, CustomStringConvertible {
-    public enum Kind: Equatable { case ipc(path: String), tcp(host: String, port: Int) }
+    public enum Kind: Equatable { case ipc(path: String), tcp(host: String, port: Int), tls(host: String, port: Int) }
 
     public let kind: Kind
 
@@ -14,6 +15,7 @@ public struct ListenAddress: Equatable, CustomStringConvertible {
         switch kind {
         case .ipc(let path): return "ipc://\(path)"
         case .tcp(let host, let port): return "tcp://\(host.contains(":") ? "[\(host)]" : host):\(port)"
+        case .tls(let host, let port): return "tls+tcp://\(host.contains(":") ? "[\(host)]" : host):\(port)"
         }
     }
 
@@ -26,8 +28,9 @@ public struct ListenAddress: Equatable, CustomStringConvertible {
                 throw ConfigError(key: "listen", "'\(text)': ipc addresses need an absolute path (ipc:///run/recr1d/recr1d.sock)")
             }
             kind = .ipc(path: path)
-        } else if text.hasPrefix("tcp://") {
-            let rest = String(text.dropFirst("tcp://".count))
+        } else if text.hasPrefix("tcp://") || text.hasPrefix("tls+tcp://") {
+            let tls = text.hasPrefix("tls+tcp://")
+            let rest = String(text.dropFirst(tls ? "tls+tcp://".count : "tcp://".count))
             guard let colon = rest.lastIndex(of: ":"), let port = Int(rest[rest.index(after: colon)...]),
                   (1...65535).contains(port)
             else {
@@ -36,11 +39,9 @@ public struct ListenAddress: Equatable, CustomStringConvertible {
             var host = String(rest[..<colon])
             if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
             if host.isEmpty || host == "*" { host = "127.0.0.1" }
-            kind = .tcp(host: host, port: port)
-        } else if text.hasPrefix("tls+tcp://") {
-            throw ConfigError(key: "listen", "'\(text)': tls+tcp is not supported yet; use ipc:// or tcp:// on loopback")
+            kind = tls ? .tls(host: host, port: port) : .tcp(host: host, port: port)
         } else {
-            throw ConfigError(key: "listen", "'\(text)': unsupported scheme (use ipc:///path or tcp://host:port)")
+            throw ConfigError(key: "listen", "'\(text)': unsupported scheme (use ipc:///path, tcp://host:port or tls+tcp://host:port)")
         }
     }
 

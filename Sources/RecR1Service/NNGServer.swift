@@ -25,6 +25,7 @@ public final class NNGServer {
     private var socket = nng_socket()
     private var listeners: [nng_listener] = []
     private var workers: [Worker] = []
+    private var tlsCertKeyFile: String?
     private let logger: Logger
 
     public init(logger: Logger = Logger(label: "recr1d.transport")) {
@@ -32,8 +33,9 @@ public final class NNGServer {
     }
 
     /// Opens the socket, starts every listener (failing as a whole if one cannot start) and the workers.
-    public func start(addresses: [ListenAddress], workers count: Int, maxFrameBytes: Int,
+    public func start(addresses: [ListenAddress], workers count: Int, maxFrameBytes: Int, tlsCertKeyFile: String? = nil,
                       handler: @escaping FrameHandler) throws {
+        self.tlsCertKeyFile = tlsCertKeyFile
         try NNGError.check(nng_rep0_open(&socket), "open REP socket")
         do {
             try NNGError.check(nng_socket_set_size(socket, NNG_OPT_RECVMAXSZ, maxFrameBytes), "set recv-size-max")
@@ -55,6 +57,18 @@ public final class NNGServer {
         try NNGError.check(nng_listener_create(&listener, socket, address.url), "listen on \(address)")
         listeners.append(listener)
         _ = nng_listener_set_size(listener, NNG_OPT_RECVMAXSZ, maxFrameBytes)
+        if case .tls = address.kind {
+            guard let certKey = tlsCertKeyFile else {
+                throw ConfigError(key: "tls_cert_key_file", "\(address) needs a certificate and key (a PEM file holding both)")
+            }
+            var tls: OpaquePointer?
+            try NNGError.check(nng_tls_config_alloc(&tls, NNG_TLS_MODE_SERVER), "TLS configuration")
+            defer { nng_tls_config_free(tls) }
+            guard nng_tls_config_cert_key_file(tls, certKey, nil) == 0 else {
+                throw ConfigError(key: "tls_cert_key_file", "cannot use \(certKey) as a PEM certificate and key")
+            }
+            try NNGError.check(nng_listener_set_ptr(listener, NNG_OPT_TLS_CONFIG, UnsafeMutableRawPointer(tls)), "TLS on \(address)")
+        }
         if case .ipc = address.kind {
             try NNGError.check(nng_listener_set_int(listener, NNG_OPT_IPC_PERMISSIONS, 0o600),
                                "make \(address) owner-only")

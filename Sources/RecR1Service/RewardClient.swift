@@ -18,6 +18,10 @@ public final class RewardClient {
         /// Items per request; a larger batch is split.
         public var batchSize = 256
         public var token: String?
+        /// For tls+tcp:// addresses: the CA certificate(s) (PEM) the plugin's certificate must chain to, and
+        /// the name it must carry (default: the address's host).
+        public var tlsCAFile: String?
+        public var tlsServerName: String?
 
         public init(name: String, addresses: [String]) {
             self.name = name
@@ -76,6 +80,24 @@ public final class RewardClient {
                           + failures.joined(separator: "; "))
     }
 
+    /// Dials with TLS, verifying the plugin's certificate against `tlsCAFile`.
+    private func dialTLS(_ socket: nng_socket, _ address: String) throws {
+        guard let ca = settings.tlsCAFile else {
+            throw PluginError(description: "\(address): tls+tcp needs tls_ca_file to verify the plugin")
+        }
+        var dialer = nng_dialer()
+        try NNGError.check(nng_dialer_create(&dialer, socket, address), "dial \(address)")
+        var tls: OpaquePointer?
+        try NNGError.check(nng_tls_config_alloc(&tls, NNG_TLS_MODE_CLIENT), "TLS configuration")
+        defer { nng_tls_config_free(tls) }
+        try NNGError.check(nng_tls_config_ca_file(tls, ca), "read tls_ca_file \(ca)")
+        try NNGError.check(nng_tls_config_auth_mode(tls, NNG_TLS_AUTH_MODE_REQUIRED), "TLS verification")
+        let host = settings.tlsServerName ?? String(address.dropFirst("tls+tcp://".count).split(separator: ":").first ?? "")
+        try NNGError.check(nng_tls_config_server_name(tls, host), "TLS server name")
+        try NNGError.check(nng_dialer_set_ptr(dialer, NNG_OPT_TLS_CONFIG, UnsafeMutableRawPointer(tls)), "TLS for \(address)")
+        try NNGError.check(nng_dialer_start(dialer, 0), "dial \(address)")
+    }
+
     /// One request/reply on a fresh REQ socket (a plugin that hung must not leave a stale reply behind).
     private func call(address: String, payload: Data) throws -> Recr1_V1_RewardReply {
         var socket = nng_socket()
@@ -84,7 +106,11 @@ public final class RewardClient {
         _ = nng_socket_set_ms(socket, NNG_OPT_RECVTIMEO, nng_duration(settings.timeoutMs))
         _ = nng_socket_set_ms(socket, NNG_OPT_SENDTIMEO, nng_duration(settings.timeoutMs))
         _ = nng_socket_set_ms(socket, NNG_OPT_REQ_RESENDTIME, -1)  // a resent request would be scored twice
-        try NNGError.check(nng_dial(socket, address, nil, 0), "dial \(address)")
+        if address.hasPrefix("tls+tcp://") {
+            try dialTLS(socket, address)
+        } else {
+            try NNGError.check(nng_dial(socket, address, nil, 0), "dial \(address)")
+        }
 
         var envelope = Recr1_V1_Request()
         envelope.method = "recr1.v1.Reward/Reward"

@@ -21,6 +21,8 @@ public struct ServerConfig: Equatable {
     public var maxQueuedRequests = 64
     /// A file holding the shared token that every request must carry; nil = no token.
     public var tokenFile: String?
+    /// A PEM file with the certificate and private key for tls+tcp listen addresses.
+    public var tlsCertKeyFile: String?
     /// Where checkpoints, job state and metrics go.
     public var stateDir = ServerConfig.defaultStateDir()
     public var logLevel = Logger.Level.info
@@ -76,6 +78,7 @@ public struct ServerConfig: Equatable {
         if let v = try toml.int("max_items_per_update", in: 1...1_000_000) { maxItemsPerUpdate = v }
         if let v = try toml.int("max_queued_requests", in: 0...1_000_000) { maxQueuedRequests = v }
         if let v = try toml.string("token_file") { tokenFile = v }
+        if let v = try toml.string("tls_cert_key_file") { tlsCertKeyFile = v }
         if let v = try toml.string("state_dir") { stateDir = v }
         if let v = try toml.string("log_level") { logLevel = try Self.parseLogLevel(v) }
         if let v = try toml.int("blas_threads", in: 0...1024) { blasThreads = v }

@@ -22,7 +22,7 @@ struct Serve: ParsableCommand {
     var model: String?
 
     @Option(help: ArgumentHelp("An address to listen on, repeatable: ipc:///path or tcp://host:port "
-                               + "(tcp://:port binds to loopback).", valueName: "address"))
+                               + "(tcp://:port binds to loopback), or tls+tcp://host:port with --tls-cert-key-file.", valueName: "address"))
     var listen: [String] = []
 
     @Option(help: "Concurrent requests (nng contexts). Default 4.")
@@ -51,6 +51,9 @@ struct Serve: ParsableCommand {
 
     @Option(help: "A file with the shared token every request must carry.")
     var tokenFile: String?
+
+    @Option(help: "A PEM file with the certificate and private key for tls+tcp:// listen addresses.")
+    var tlsCertKeyFile: String?
 
     @Option(help: "Where checkpoints, jobs and metrics go. Default $STATE_DIRECTORY or ~/.local/state/recr1d.")
     var stateDir: String?
@@ -103,6 +106,7 @@ struct Serve: ParsableCommand {
             resolved.maxQueuedRequests = maxQueuedRequests
         }
         if let tokenFile { resolved.tokenFile = tokenFile }
+        if let tlsCertKeyFile { resolved.tlsCertKeyFile = tlsCertKeyFile }
         if let stateDir { resolved.stateDir = stateDir }
         if let logLevel { resolved.logLevel = try ServerConfig.parseLogLevel(logLevel) }
         if let matmulBackend { resolved.matmulBackend = matmulBackend }

@@ -25,7 +25,8 @@ final class ConfigTests: XCTestCase {
     }
 
     func testBadAddressesAreRefusedByName() {
-        for bad in ["tcp://host", "tcp://:0", "tcp://:70000", "ipc://relative.sock", "udp://:1", "tls+tcp://:5"] {
+        XCTAssertEqual(try ListenAddress(parsing: "tls+tcp://:5").url, "tls+tcp://127.0.0.1:5", "loopback unless told")
+        for bad in ["tcp://host", "tcp://:0", "tcp://:70000", "ipc://relative.sock", "udp://:1", "tls+tcp://host"] {
             XCTAssertThrowsError(try ListenAddress(parsing: bad), bad) { error in
                 XCTAssertEqual((error as? ConfigError)?.key, "listen")
             }
