@@ -102,7 +102,7 @@ static void linear_rows_blocked(block4x4_fn block, int m, int n0, int n1, int k,
 void recr1_linear_rows(int m, int n0, int n1, int k, const float *x, const float *w, float *out, int ldo,
                        float beta) {
 #if defined(__x86_64__)
-    if (__builtin_cpu_supports("avx512f")) {
+    if (recr1_kernels_avx512()) {
         linear_rows_blocked(block4x4_avx512, m, n0, n1, k, x, w, out, ldo, beta);
         return;
     }

@@ -189,7 +189,7 @@ AVX512 static void quantized_rows_avx512(int type, int m, int n0, int n1, int k,
 void recr1_quantized_rows(int type, int m, int n0, int n1, int k, const float *x, const uint8_t *w, float *out,
                           int ldo, float beta) {
 #if defined(__x86_64__)
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("f16c")) {
+    if (recr1_kernels_avx512()) {
         if (m == 1)
             quantized_row1_avx512(type, n0, n1, k, x, w, out, beta);
         else

@@ -5,8 +5,7 @@ import XCTest
 @testable import RecR1Model
 
 /// The forward pass on a small random model: the KV cache and batching must not change the numbers.
-final class DecoderTests: XCTestCase {
-    override class func setUp() { try? BLAS.load() }
+final class DecoderTests: EngineTestCase {
 
     static func randomModel(seed: UInt64 = 1, qkvBias: Bool = false, tied: Bool = true) -> Decoder {
         let config = ModelConfig(architecture: qkvBias ? .qwen2 : .llama, layers: 2, dim: 32, ffnDim: 48, heads: 4,

@@ -9,8 +9,7 @@ import XCTest
 @testable import RecR1Tokenizer
 
 /// Files recr1 writes: safetensors, durable directories, tokenizer.json, training checkpoints.
-final class ExportTests: XCTestCase {
-    override class func setUp() { try? BLAS.load() }
+final class ExportTests: EngineTestCase {
 
     func temporaryDirectory() -> String {
         let path = NSTemporaryDirectory() + "recr1-export-\(UUID().uuidString)"

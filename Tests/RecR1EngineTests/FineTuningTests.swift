@@ -6,8 +6,7 @@ import XCTest
 @testable import RecR1Model
 
 /// Forward, loss, backward and AdamW together on a small random model.
-final class FineTuningTests: XCTestCase {
-    override class func setUp() { try? BLAS.load() }
+final class FineTuningTests: EngineTestCase {
 
     func testSFTStepsLowerTheLoss() {
         let model = DecoderTests.randomModel(seed: 31, qkvBias: true, tied: false)
@@ -41,8 +40,7 @@ final class FineTuningTests: XCTestCase {
     }
 }
 
-final class MicroBatchTests: XCTestCase {
-    override class func setUp() { try? BLAS.load() }
+final class MicroBatchTests: EngineTestCase {
 
     func testMicroBatchesRespectTheBudget() {
         XCTAssertEqual(microBatches(lengths: [3, 4, 2, 9, 1, 1], maxTokens: 8), [0..<2, 2..<3, 3..<4, 4..<6])

@@ -4,7 +4,7 @@ import XCTest
 @testable import RecR1Kernels
 
 /// The element-wise kernels against the same formulas in Double.
-final class KernelTests: XCTestCase {
+final class KernelTests: EngineTestCase {
     func values(_ n: Int, spread: Double, seed: UInt64) -> [Float] {
         var rng = SplitMix(seed: seed)
         return (0..<n).map { _ in Float(Double(rng.normal()) * spread) }

@@ -8,8 +8,7 @@ import XCTest
 
 /// LoRA adapters in the inference decoder and the training pass, their gradients against finite
 /// differences, and the entropy term's gradient.
-final class LoRATests: XCTestCase {
-    override class func setUp() { try? BLAS.load() }
+final class LoRATests: EngineTestCase {
 
     let sequences: [[Int32]] = [[3, 17, 42, 8, 8, 1], [29, 49, 5, 7], [11, 2, 33, 40, 6, 6, 19]]
     let scored: [Range<Int>] = [1..<6, 2..<4, 3..<7]

@@ -4,7 +4,7 @@ import XCTest
 @testable import RecR1Learning
 
 /// The losses against values worked out by hand, and their gradients against finite differences.
-final class LossTests: XCTestCase {
+final class LossTests: EngineTestCase {
     func testGroupAdvantages() {
         // [1, 0, 0, 1]: mean 0.5, sample std √(1/3) = 0.57735, so A = ±0.5 / 0.57735 = ±0.866025.
         let a = GRPO.advantages([[1, 0, 0, 1], [2, 2]], scaling: .group, epsilon: 0)

@@ -4,7 +4,7 @@ import XCTest
 
 /// AdamW, clipping and schedules against values worked out by hand from their formulas (the AdamW and
 /// clipping numbers agree with torch.optim.AdamW and clip_grad_norm_ to the digits shown).
-final class OptimizerTests: XCTestCase {
+final class OptimizerTests: EngineTestCase {
     func testAdamWTwoStepsByHand() {
         // p = [1, -2], lr 0.1, β = (0.9, 0.999), ε = 1e-8, λ = 0.01.
         // Step 1, g = [0.5, -1]: m̂ = g, v̂ = g², so p ← 0.999·p − 0.1·sign(g) = [0.899, -1.898].

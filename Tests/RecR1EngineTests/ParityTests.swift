@@ -8,7 +8,7 @@ import XCTest
 
 /// The engine against the PyTorch reference (transformers loading the same GGUF in float32): golden files
 /// written by scripts/reference/make_golden.py.
-final class ParityTests: XCTestCase {
+final class ParityTests: EngineTestCase {
     static let golden = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Golden")
 
     static let model: Decoder? = {

@@ -7,8 +7,7 @@ import XCTest
 @testable import RecR1Policy
 
 /// Few-row products against GGUF block formats must equal products with the dequantised fp32 matrix.
-final class QuantizedTests: XCTestCase {
-    override class func setUp() { try? BLAS.load() }
+final class QuantizedTests: EngineTestCase {
 
     /// Random blocks with sane f16 scales (and minimums for Q4_1).
     func randomBlocks(_ type: QuantizedMatrix.BlockType, rows: Int, cols: Int, rng: inout SplitMix) -> [UInt8] {

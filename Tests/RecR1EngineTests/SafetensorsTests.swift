@@ -122,8 +122,7 @@ enum SafetensorsFixture {
 }
 
 /// The safetensors reader, the config.json parser and the weight loader, on files written by hand above.
-final class SafetensorsTests: XCTestCase {
-    override class func setUp() { try? BLAS.load() }
+final class SafetensorsTests: EngineTestCase {
 
     var directory = ""
 

@@ -6,7 +6,7 @@ import XCTest
 /// The sampler against distributions computed here, independently, in Double. Random draws use fixed seeds,
 /// so every run sees the same numbers; the statistical bounds are still set at several standard deviations so
 /// that they hold for any seed, yet far tighter than the errors a wrong truncation or temperature would make.
-final class SamplerTests: XCTestCase {
+final class SamplerTests: EngineTestCase {
     // MARK: - Reference maths, in Double
 
     /// softmax(logits / temperature).

@@ -6,8 +6,7 @@ import XCTest
 @testable import RecR1Policy
 
 /// The backward pass against central finite differences, for every kind of parameter, on small random models.
-final class TrainingPassTests: XCTestCase {
-    override class func setUp() { try? BLAS.load() }
+final class TrainingPassTests: EngineTestCase {
 
     let sequences: [[Int32]] = [[3, 17, 42, 8, 8, 1], [29, 49, 5, 7], [11, 2, 33, 40, 6, 6, 19]]
     let scored: [Range<Int>] = [1..<6, 2..<4, 3..<7]
@@ -104,7 +103,7 @@ extension ModelWeights {
 }
 
 /// The backward pass on SmolLM2 against PyTorch autograd (scripts/reference/make_golden_gradients.py).
-final class GradientParityTests: XCTestCase {
+final class GradientParityTests: EngineTestCase {
     func testGradientsMatchPyTorchAutograd() throws {
         let model = try XCTUnwrap(ParityTests.model)
         let data = try Data(contentsOf: ParityTests.golden.appendingPathComponent("gradients-smollm2.json"))

@@ -6,6 +6,10 @@
 extern "C" {
 #endif
 
+// 1 when the kernels below take their AVX-512 paths: the CPU has AVX-512 (F, BW, F16C) and RECR1_KERNELS is
+// not "portable".
+int recr1_kernels_avx512(void);
+
 // Skinny matrix product for few rows (decoding): for n in [n0, n1) and each of the m rows,
 //     out[r * ldo + n] = beta * out[r * ldo + n] + sum_k x[r * k + i] * w[n * k + i]
 // w is [N x k] row-major (a linear layer's weight, out x in). Each weight row is read from memory once
