@@ -28,8 +28,26 @@ public final class Generator {
         self.detokenize = detokenize
     }
 
+    /// One Generate request: n completions of each prompt with the request's own sampling settings.
+    /// `shouldStop` is asked between steps (deadline, shutdown): when it says yes, the request's
+    /// unfinished completions end with `.length` and the other requests of the pass go on.
+    public struct Request {
+        public var prompts: [[Int32]]
+        public var n: Int
+        public var settings: SamplingSettings
+        public var shouldStop: () -> Bool
+
+        public init(prompts: [[Int32]], n: Int, settings: SamplingSettings, shouldStop: @escaping () -> Bool = { false }) {
+            self.prompts = prompts
+            self.n = n
+            self.settings = settings
+            self.shouldStop = shouldStop
+        }
+    }
+
     private struct Sample {
-        let prompt: Int
+        let request: Int
+        let prompt: Int            // within its request
         let slot: Int
         var position: Int          // where the next token goes
         var random: RandomStream
@@ -37,57 +55,75 @@ public final class Generator {
         var done = false
     }
 
-    /// For each prompt, n completions. `shouldStop` is asked between steps (deadlines, shutdown); when it
-    /// says yes, the unfinished completions end with `.length`.
+    /// For each prompt, n completions.
     public func generate(prompts: [[Int32]], n: Int, settings: SamplingSettings,
-                         shouldStop: () -> Bool = { false }) -> [[Completion]] {
-        precondition(!prompts.isEmpty && n > 0 && prompts.allSatisfy { !$0.isEmpty })
+                         shouldStop: @escaping () -> Bool = { false }) -> [[Completion]] {
+        generate([Request(prompts: prompts, n: n, settings: settings, shouldStop: shouldStop)])[0]
+    }
+
+    /// Several requests in one pass: one prefill of all their prompts, then every unfinished sample of
+    /// every request advances in the same forward pass each step. A request's samples draw from streams
+    /// numbered within the request, so its completions do not depend on what else shares the pass.
+    public func generate(_ requests: [Request]) -> [[[Completion]]] {
+        precondition(requests.allSatisfy { !$0.prompts.isEmpty && $0.n > 0 && $0.prompts.allSatisfy { !$0.isEmpty } })
         let vocab = decoder.config.vocabSize
-        let longest = prompts.map(\.count).max()!
-        let capacity = min(longest + settings.maxNewTokens, decoder.config.contextLength)
-        let cache = KVCache(config: decoder.config, slots: prompts.count * n, capacity: capacity)
-        let seed = settings.seed ?? UInt64.random(in: .min ... .max)
-        let stops = endTokens.union(settings.stopTokenIds)
+        let capacity = requests.map { request in
+            min(request.prompts.map(\.count).max()! + request.settings.maxNewTokens, decoder.config.contextLength)
+        }
+        let cache = KVCache(config: decoder.config, slots: requests.reduce(0) { $0 + $1.prompts.count * $1.n },
+                            capacity: capacity.max()!)
+        let seeds = requests.map { $0.settings.seed ?? UInt64.random(in: .min ... .max) }
+        let stops = requests.map { endTokens.union($0.settings.stopTokenIds) }
 
         // Prefill each prompt once, in the first slot of its group, then share the cache with the others.
         var rows: [Decoder.Row] = []
         var lastRows: [Int] = []
-        for (p, prompt) in prompts.enumerated() {
-            for (position, token) in prompt.enumerated() {
-                rows.append(Decoder.Row(token: token, slot: p * n, position: position))
+        var samples: [Sample] = []
+        var logitRow: [Int] = []   // which row of `logits` each unfinished sample reads: at first its prompt's last
+        var slot = 0
+        for (r, request) in requests.enumerated() {
+            for (p, prompt) in request.prompts.enumerated() {
+                for (position, token) in prompt.enumerated() {
+                    rows.append(Decoder.Row(token: token, slot: slot, position: position))
+                }
+                lastRows.append(rows.count - 1)
+                for s in 0..<request.n {
+                    samples.append(Sample(request: r, prompt: p, slot: slot + s, position: prompt.count,
+                                          random: RandomStream(seed: seeds[r], stream: UInt64(p * request.n + s)),
+                                          done: request.settings.maxNewTokens <= 0))
+                    logitRow.append(lastRows.count - 1)
+                }
+                slot += request.n
             }
-            lastRows.append(rows.count - 1)
         }
         var logits = decoder.forward(rows, cache: cache, logitRows: lastRows)
-        for (p, prompt) in prompts.enumerated() where n > 1 {
-            cache.copyPrefix(from: p * n, to: Array((p * n + 1)..<(p * n + n)), count: prompt.count)
-        }
-
-        var samples: [Sample] = []
-        for (p, prompt) in prompts.enumerated() {
-            for s in 0..<n {
-                samples.append(Sample(prompt: p, slot: p * n + s, position: prompt.count,
-                                      random: RandomStream(seed: seed, stream: UInt64(p * n + s))))
+        var groupStart = 0
+        for request in requests {
+            for prompt in request.prompts {
+                if request.n > 1 {
+                    cache.copyPrefix(from: groupStart, to: Array((groupStart + 1)..<(groupStart + request.n)), count: prompt.count)
+                }
+                groupStart += request.n
             }
         }
-        // Which row of `logits` each unfinished sample reads: at first its prompt's last row.
-        var logitRow = samples.map(\.prompt)
+
         var scratch: [Float] = []
-        for _ in 0..<settings.maxNewTokens {
+        while true {
             var next: [Decoder.Row] = []
             var owners: [Int] = []
             for i in samples.indices where !samples[i].done {
+                let r = samples[i].request, settings = requests[r].settings
                 let (token, logprob) = logits.withUnsafeBufferPointer { buffer in
                     Sampler.sample(buffer.baseAddress! + logitRow[i] * vocab, vocab: vocab, settings: settings,
                                    random: &samples[i].random, scratch: &scratch)
                 }
                 samples[i].completion.tokens.append(token)
                 samples[i].completion.logprobs.append(logprob)
-                if stops.contains(token) {
+                if stops[r].contains(token) {
                     finish(&samples[i], .stop)
                 } else if !settings.stopStrings.isEmpty, containsStopString(samples[i].completion.tokens, settings.stopStrings) {
                     finish(&samples[i], .stopString)
-                } else if samples[i].completion.tokens.count >= settings.maxNewTokens || samples[i].position + 1 >= capacity {
+                } else if samples[i].completion.tokens.count >= settings.maxNewTokens || samples[i].position + 1 >= capacity[r] {
                     finish(&samples[i], .length)
                 } else {
                     next.append(Decoder.Row(token: token, slot: samples[i].slot, position: samples[i].position))
@@ -95,11 +131,23 @@ public final class Generator {
                     owners.append(i)
                 }
             }
-            if next.isEmpty || shouldStop() { break }
+            // Requests told to stop end their unfinished samples here; the rest of the pass goes on.
+            let stopped = Set(requests.indices.filter { r in owners.contains { samples[$0].request == r } && requests[r].shouldStop() })
+            if !stopped.isEmpty {
+                let kept = zip(next, owners).filter { !stopped.contains(samples[$0.1].request) }
+                for i in owners where stopped.contains(samples[i].request) { finish(&samples[i], .length) }
+                next = kept.map(\.0)
+                owners = kept.map(\.1)
+            }
+            if next.isEmpty { break }
             logits = decoder.forward(next, cache: cache, logitRows: Array(next.indices))
             for (row, i) in owners.enumerated() { logitRow[i] = row }
         }
-        return (0..<prompts.count).map { p in samples.filter { $0.prompt == p }.map(\.completion) }
+        return requests.indices.map { r in
+            (0..<requests[r].prompts.count).map { p in
+                samples.filter { $0.request == r && $0.prompt == p }.map(\.completion)
+            }
+        }
     }
 
     private func finish(_ sample: inout Sample, _ reason: FinishReason) {

@@ -104,6 +104,7 @@ public final class Policy {
 
     /// The deadline passed while the request waited for the engine.
     public struct EngineBusy: Error, CustomStringConvertible {
+        public init() {}
         public var description: String { "the engine stayed busy until the request's deadline" }
     }
 
@@ -119,15 +120,25 @@ public final class Policy {
     }
 
     public func generate(prompts: [[Int32]], n: Int, settings: SamplingSettings, deadline: Date? = nil,
-                         shouldStop: () -> Bool = { false }) throws -> (completions: [[Completion]], version: UInt64) {
-        try exclusive(deadline: deadline) {
-            var settings = settings
-            if settings.seed == nil { settings.seed = seeder.next() }
-            let generator = Generator(decoder: decoder, endTokens: endTokens) { [tokenizer] tokens in
-                tokenizer.decode(tokens.map(Int.init))
-            }
-            return (generator.generate(prompts: prompts, n: n, settings: settings, shouldStop: shouldStop), currentVersion)
+                         shouldStop: @escaping () -> Bool = { false }) throws -> (completions: [[Completion]], version: UInt64) {
+        let (completions, version) = try generate([Generator.Request(prompts: prompts, n: n, settings: settings, shouldStop: shouldStop)],
+                                                  deadline: deadline)
+        return (completions[0], version)
+    }
+
+    /// Several Generate requests in one engine pass; a request without a seed gets the next of the seed stream.
+    public func generate(_ requests: [Generator.Request], deadline: Date? = nil) throws -> (completions: [[[Completion]]], version: UInt64) {
+        try exclusive(deadline: deadline) { generateHoldingEngine(requests) }
+    }
+
+    /// `generate` for a caller that already holds the engine (inside `exclusive`).
+    public func generateHoldingEngine(_ requests: [Generator.Request]) -> (completions: [[[Completion]]], version: UInt64) {
+        var requests = requests
+        for r in requests.indices where requests[r].settings.seed == nil { requests[r].settings.seed = seeder.next() }
+        let generator = Generator(decoder: decoder, endTokens: endTokens) { [tokenizer] tokens in
+            tokenizer.decode(tokens.map(Int.init))
         }
+        return (generator.generate(requests), currentVersion)
     }
 
     public func score(_ items: [(prompt: [Int32], completion: [Int32])]) throws -> (logprobs: [[Float]], version: UInt64) {

@@ -10,6 +10,7 @@ struct EngineHandlers {
     let config: ServerConfig
     let rollouts: RolloutStore
     let admission: EngineAdmission
+    let batcher: GenerateBatcher
 
     private var tokenizer: Tokenizer { policy.tokenizer }
     private var reader: RequestReader { RequestReader(policy: policy, config: config) }
@@ -71,13 +72,13 @@ struct EngineHandlers {
                             what: "\(tokens.count) prompt tokens + max_new_tokens \(settings.maxNewTokens)")
             return tokens
         }
-        let (completions, version) = try admission.run(context) { deadline in
-            try policy.generate(prompts: prompts, n: n, settings: settings, deadline: deadline,
-                                shouldStop: { context.deadlinePassed })
-        }
+        let pass = Generator.Request(prompts: prompts, n: n, settings: settings, shouldStop: { context.deadlinePassed })
+        let output = try admission.run(context) { deadline in try batcher.generate(pass, deadline: deadline) }
         try context.checkDeadline()
+        let (completions, version) = (output.completions, output.version)
         var reply = Recr1_V1_GenerateReply()
         reply.policyVersion = version
+        reply.batchedRequests = UInt32(output.batchedRequests)
         reply.results = zip(prompts, completions).map { prompt, samples in
             var result = Recr1_V1_PromptCompletions()
             result.promptTokens = reader.tokenIds(prompt)

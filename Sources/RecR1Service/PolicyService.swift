@@ -56,7 +56,9 @@ public final class PolicyService {
         table.register(PolicyMethod.health.fullName) { [unowned self] (_: Recr1_V1_HealthRequest, _) in health() }
         if let policy {
             let admission = EngineAdmission(maxQueued: config.maxQueuedRequests)
-            EngineHandlers(policy: policy, config: config, rollouts: rollouts, admission: admission).register(in: &table)
+            let batcher = GenerateBatcher(policy: policy, maxBatchTokens: config.maxBatchTokens)
+            EngineHandlers(policy: policy, config: config, rollouts: rollouts, admission: admission, batcher: batcher)
+                .register(in: &table)
             UpdateHandler(policy: policy, config: config, rollouts: rollouts, admission: admission).register(in: &table)
             CheckpointHandlers(policy: policy, config: config).register(in: &table)
             jobs?.register(in: &table)

@@ -19,6 +19,9 @@ public struct ServerConfig: Equatable {
     public var maxItemsPerUpdate = 4096
     /// Requests that may wait for the engine behind the one it runs; more get RESOURCE_EXHAUSTED.
     public var maxQueuedRequests = 64
+    /// Concurrent Generate requests share an engine pass while sequences × (longest prompt + max new
+    /// tokens) stays within this many KV-cache positions (46 KB each with SmolLM2); 0 = one request a pass.
+    public var maxBatchTokens = 32768
     /// A file holding the shared token that every request must carry; nil = no token.
     public var tokenFile: String?
     /// A PEM file with the certificate and private key for tls+tcp listen addresses.
@@ -77,6 +80,7 @@ public struct ServerConfig: Equatable {
         if let v = try toml.int("max_sequence_tokens", in: 1...1_000_000) { maxSequenceTokens = v }
         if let v = try toml.int("max_items_per_update", in: 1...1_000_000) { maxItemsPerUpdate = v }
         if let v = try toml.int("max_queued_requests", in: 0...1_000_000) { maxQueuedRequests = v }
+        if let v = try toml.int("max_batch_tokens", in: 0...100_000_000) { maxBatchTokens = v }
         if let v = try toml.string("token_file") { tokenFile = v }
         if let v = try toml.string("tls_cert_key_file") { tlsCertKeyFile = v }
         if let v = try toml.string("state_dir") { stateDir = v }

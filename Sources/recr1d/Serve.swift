@@ -49,6 +49,9 @@ struct Serve: ParsableCommand {
     @Option(help: "Requests that may wait for the engine behind the running one; more get RESOURCE_EXHAUSTED. Default 64.")
     var maxQueuedRequests: Int?
 
+    @Option(help: "Concurrent Generate requests share an engine pass within this many KV-cache positions (sequences × (prompt + max new tokens)); 0 = no sharing. Default 32768.")
+    var maxBatchTokens: Int?
+
     @Option(help: "A file with the shared token every request must carry.")
     var tokenFile: String?
 
@@ -104,6 +107,10 @@ struct Serve: ParsableCommand {
         if let maxQueuedRequests {
             guard maxQueuedRequests >= 0 else { throw ValidationError("--max-queued-requests must be 0 or more") }
             resolved.maxQueuedRequests = maxQueuedRequests
+        }
+        if let maxBatchTokens {
+            guard maxBatchTokens >= 0 else { throw ValidationError("--max-batch-tokens must be 0 or more") }
+            resolved.maxBatchTokens = maxBatchTokens
         }
         if let tokenFile { resolved.tokenFile = tokenFile }
         if let tlsCertKeyFile { resolved.tlsCertKeyFile = tlsCertKeyFile }

@@ -102,3 +102,60 @@ def test_overload_and_deadlines(tmp_path):
             assert c.health().in_flight == 1  # only this Health
     finally:
         daemon.stop()
+
+
+THINGS = ("fruit", "colour", "city", "river")
+
+
+def ask(thing):
+    return [{"role": "user", "content": f"Name a {thing}."}]
+
+
+def test_concurrent_generate_requests_share_one_engine_pass(tmp_path):
+    daemon, address = start(tmp_path, "--matmul-backend", "openblas")
+    try:
+        def long_generate():
+            with recr1.PolicyClient(address, timeout=600) as c:
+                return c.generate([FRUIT], n=8, max_new_tokens=48, seed=1)
+
+        def short(i):
+            with recr1.PolicyClient(address, timeout=600) as c:
+                return c.generate([ask(THINGS[i])], n=2, max_new_tokens=10 + i, temperature=0.8 + 0.1 * i, seed=100 + i,
+                                  stop_strings=["\n"] if i == 3 else ())
+
+        def later(i):
+            threading.Event().wait(0.5)  # the long request has the engine by then
+            return short(i)
+
+        # One long request holds the engine; four different requests arrive meanwhile and share the next pass.
+        results = run_all([long_generate] + [lambda i=i: later(i) for i in range(4)])
+        assert not [r for r in results if isinstance(r, Exception)], results
+        assert results[0].batched_requests == 1
+        assert [r.batched_requests for r in results[1:]] == [4, 4, 4, 4]
+        for i, reply in enumerate(results[1:]):
+            completions = reply.results[0].completions
+            assert len(completions) == 2
+            assert all(len(c.token_ids) <= 10 + i for c in completions), "each request keeps its own max_new_tokens"
+            # The same request alone (same seed) gives the same completions: batching changes nothing a client sees.
+            alone = short(i)
+            assert alone.batched_requests == 1
+            assert [list(c.token_ids) for c in alone.results[0].completions] == [list(c.token_ids) for c in completions]
+            for a, b in zip(alone.results[0].completions, completions):
+                assert max(abs(x - y) for x, y in zip(a.logprobs, b.logprobs)) < 1e-3
+                assert a.text == b.text and a.finish_reason == b.finish_reason
+    finally:
+        daemon.stop()
+
+
+def test_max_batch_tokens_zero_runs_every_request_alone(tmp_path):
+    daemon, address = start(tmp_path, "--max-batch-tokens", "0")
+    try:
+        def generate(i):
+            with recr1.PolicyClient(address, timeout=600) as c:
+                return c.generate([ask(THINGS[i])], n=2, max_new_tokens=12, seed=i)
+
+        results = run_all([lambda i=i: generate(i) for i in range(4)])
+        assert not [r for r in results if isinstance(r, Exception)], results
+        assert [r.batched_requests for r in results] == [1, 1, 1, 1]
+    finally:
+        daemon.stop()

@@ -828,6 +828,9 @@ public nonisolated struct Recr1_V1_GenerateReply: Sendable {
 
   public var policyVersion: UInt64 = 0
 
+  /// Generate requests that shared the engine pass, this one included
+  public var batchedRequests: UInt32 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -2425,7 +2428,7 @@ nonisolated extension Recr1_V1_PromptCompletions: SwiftProtobuf.Message, SwiftPr
 
 nonisolated extension Recr1_V1_GenerateReply: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".GenerateReply"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}results\0\u{3}policy_version\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}results\0\u{3}policy_version\0\u{3}batched_requests\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2435,6 +2438,7 @@ nonisolated extension Recr1_V1_GenerateReply: SwiftProtobuf.Message, SwiftProtob
       switch fieldNumber {
       case 1: try { try decoder.decodeRepeatedMessageField(value: &self.results) }()
       case 2: try { try decoder.decodeSingularUInt64Field(value: &self.policyVersion) }()
+      case 3: try { try decoder.decodeSingularUInt32Field(value: &self.batchedRequests) }()
       default: break
       }
     }
@@ -2447,12 +2451,16 @@ nonisolated extension Recr1_V1_GenerateReply: SwiftProtobuf.Message, SwiftProtob
     if self.policyVersion != 0 {
       try visitor.visitSingularUInt64Field(value: self.policyVersion, fieldNumber: 2)
     }
+    if self.batchedRequests != 0 {
+      try visitor.visitSingularUInt32Field(value: self.batchedRequests, fieldNumber: 3)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Recr1_V1_GenerateReply, rhs: Recr1_V1_GenerateReply) -> Bool {
     if lhs.results != rhs.results {return false}
     if lhs.policyVersion != rhs.policyVersion {return false}
+    if lhs.batchedRequests != rhs.batchedRequests {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -134,12 +134,14 @@ class ExportRequest(_message.Message):
     def __init__(self, directory: _Optional[str] = ..., format: _Optional[_Union[ExportFormat, str]] = ...) -> None: ...
 
 class GenerateReply(_message.Message):
-    __slots__ = ["policy_version", "results"]
+    __slots__ = ["batched_requests", "policy_version", "results"]
+    BATCHED_REQUESTS_FIELD_NUMBER: _ClassVar[int]
     POLICY_VERSION_FIELD_NUMBER: _ClassVar[int]
     RESULTS_FIELD_NUMBER: _ClassVar[int]
+    batched_requests: int
     policy_version: int
     results: _containers.RepeatedCompositeFieldContainer[PromptCompletions]
-    def __init__(self, results: _Optional[_Iterable[_Union[PromptCompletions, _Mapping]]] = ..., policy_version: _Optional[int] = ...) -> None: ...
+    def __init__(self, results: _Optional[_Iterable[_Union[PromptCompletions, _Mapping]]] = ..., policy_version: _Optional[int] = ..., batched_requests: _Optional[int] = ...) -> None: ...
 
 class GenerateRequest(_message.Message):
     __slots__ = ["n", "no_store", "prompts", "sampling"]

@@ -3411,7 +3411,7 @@ const ProtobufCMessageDescriptor recr1__v1__prompt_completions__descriptor =
   (ProtobufCMessageInit) recr1__v1__prompt_completions__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor recr1__v1__generate_reply__field_descriptors[2] =
+static const ProtobufCFieldDescriptor recr1__v1__generate_reply__field_descriptors[3] =
 {
   {
     "results",
@@ -3437,15 +3437,28 @@ static const ProtobufCFieldDescriptor recr1__v1__generate_reply__field_descripto
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "batched_requests",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Recr1__V1__GenerateReply, batched_requests),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned recr1__v1__generate_reply__field_indices_by_name[] = {
+  2,   /* field[2] = batched_requests */
   1,   /* field[1] = policy_version */
   0,   /* field[0] = results */
 };
 static const ProtobufCIntRange recr1__v1__generate_reply__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 2 }
+  { 0, 3 }
 };
 const ProtobufCMessageDescriptor recr1__v1__generate_reply__descriptor =
 {
@@ -3455,7 +3468,7 @@ const ProtobufCMessageDescriptor recr1__v1__generate_reply__descriptor =
   "Recr1__V1__GenerateReply",
   "recr1.v1",
   sizeof(Recr1__V1__GenerateReply),
-  2,
+  3,
   recr1__v1__generate_reply__field_descriptors,
   recr1__v1__generate_reply__field_indices_by_name,
   1,  recr1__v1__generate_reply__number_ranges,

@@ -507,10 +507,14 @@ struct  Recr1__V1__GenerateReply
   size_t n_results;
   Recr1__V1__PromptCompletions **results;
   uint64_t policy_version;
+  /*
+   * Generate requests that shared the engine pass, this one included
+   */
+  uint32_t batched_requests;
 };
 #define RECR1__V1__GENERATE_REPLY__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&recr1__v1__generate_reply__descriptor) \
-    , 0,NULL, 0 }
+    , 0,NULL, 0, 0 }
 
 
 struct  Recr1__V1__ScoreItem
