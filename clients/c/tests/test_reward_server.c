@@ -315,8 +315,14 @@ static void test_huge_frames_drop_the_connection(void) {
     free(payload);
     recr1_client_close(client);
 
+    /* A new connection is served. Each try waits 10 s; a loaded machine has been seen to need more than one
+     * (libnng 1.5.2 may take a while to accept again after dropping a connection), a wedged server never. */
     item_spec ok_item = {"Paris", "{}"};
-    Recr1__V1__Reply *ok = call_raw(address, RECR1_REWARD_METHOD, 1, "", &ok_item, 1);
+    Recr1__V1__Reply *ok = NULL;
+    for (int attempt = 0; attempt < 3 && !(ok && ok->status && ok->status->code == RECR1__V1__CODE__OK); attempt++) {
+        if (ok) recr1__v1__reply__free_unpacked(ok, NULL);
+        ok = call_raw(address, RECR1_REWARD_METHOD, 1, "", &ok_item, 1);
+    }
     CHECK(ok && ok->status && ok->status->code == RECR1__V1__CODE__OK, "still serving");
     if (ok) recr1__v1__reply__free_unpacked(ok, NULL);
     recr1_reward_server_free(server);

@@ -35,7 +35,9 @@ def raw_reply(address, frame, timeout=10):
 def test_info_and_health_over_ipc_and_tcp(start_daemon, ipc_address):
     port = free_port()
     tcp = f"tcp://127.0.0.1:{port}"
-    start_daemon("--listen", ipc_address, "--listen", tcp, ready_address=ipc_address)
+    # Without OPENBLAS_CORETYPE (some machines set it for every process), recr1d must choose the kernels itself.
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_CORETYPE"}
+    start_daemon("--listen", ipc_address, "--listen", tcp, ready_address=ipc_address, env=env)
     for address in (ipc_address, tcp):
         with recr1.PolicyClient(address) as client:
             info = client.info()
