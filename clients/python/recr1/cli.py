@@ -9,6 +9,7 @@ from google.protobuf import json_format
 from recr1.client import PolicyClient
 from recr1.data import cli as data_cli
 from recr1.errors import RecR1Error
+from recr1.recipes import cli as recipes_cli
 from recr1.v1 import policy_pb2
 
 
@@ -46,6 +47,7 @@ def main(argv=None):
     generate.add_argument("--max-new-tokens", type=int, default=128)
     generate.add_argument("--json", action="store_true", help="print the whole reply as JSON")
     data_cli.add_commands(commands)
+    recipes_cli.add_commands(commands)
     reward = commands.add_parser("reward", add_help=False,
                                  help="run a reward plugin: rec_r1, reczero, rlrf4rec (--help after the name)")
     reward.add_argument("plugin_args", nargs=argparse.REMAINDER, help="NAME ADDRESS [options]")
@@ -56,6 +58,10 @@ def main(argv=None):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command == "data":
         return data_cli.run(args)
+    if args.command == "run":
+        return recipes_cli.run_command(args)
+    if args.command == "eval":
+        return recipes_cli.eval_command(args)
 
     try:
         with PolicyClient(args.address, timeout=args.timeout, token_file=args.token_file) as client:

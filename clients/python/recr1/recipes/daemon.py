@@ -1,0 +1,188 @@
+"""Starting and stopping the recr1d a recipe trains: the binary, its TOML settings and its state directory
+under the run's output folder.
+
+The binary is $RECR1D, else `recr1d` on PATH, else the release build of this source tree
+(<repo>/.build/release/recr1d)."""
+
+import json
+import os
+import pathlib
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+
+from recr1.client import PolicyClient
+from recr1.errors import DeadlineExceeded, Unavailable
+
+# Settings of `recr1d serve` (Sources/RecR1Service/ServerConfig.swift, TrainingConfig.swift) that a recipe
+# may write into the TOML file: name -> Python type.
+SETTINGS = {
+    "model": str, "workers": int, "max_new_tokens": int, "max_sequence_tokens": int,
+    "max_prompts_per_request": int, "max_samples_per_prompt": int, "max_items_per_update": int,
+    "max_message_bytes": int, "log_level": str, "blas_threads": int, "matmul_backend": str,
+    "training_mode": str, "lora_rank": int, "lora_alpha": float, "lora_targets": list, "learning_rate": float,
+    "lr_schedule": str, "warmup_steps": int, "total_steps": int, "min_lr_ratio": float, "weight_decay": float,
+    "adam_beta1": float, "adam_beta2": float, "adam_epsilon": float, "max_grad_norm": float,
+    "micro_batch_tokens": int, "seed": int, "rollout_store_count": int, "rollout_store_bytes": int,
+}
+IPC_PATH_MAX = 100   # sockaddr_un holds 108 bytes with the terminator; keep a margin
+
+
+class DaemonError(RuntimeError):
+    """recr1d could not be found, did not start, or stopped answering."""
+
+
+def repo_root():
+    """The source tree this package sits in (clients/python/recr1/recipes -> the repository)."""
+    return pathlib.Path(__file__).resolve().parents[4]
+
+
+def find_binary(explicit=None):
+    """The recr1d to run: explicit, else $RECR1D, else `recr1d` on PATH, else the release build."""
+    for source, candidate in (("--recr1d", explicit), ("$RECR1D", os.environ.get("RECR1D"))):
+        if candidate:
+            if not (os.path.isfile(candidate) and os.access(candidate, os.X_OK)):
+                raise DaemonError(f"{source}: {candidate} is not an executable file")
+            return candidate
+    on_path = shutil.which("recr1d")
+    if on_path:
+        return on_path
+    built = repo_root() / ".build" / "release" / "recr1d"
+    if built.is_file():
+        return str(built)
+    raise DaemonError("recr1d not found: set RECR1D=/path/to/recr1d, put recr1d on PATH, or build it "
+                      "(bash scripts/build.sh)")
+
+
+def toml_value(value):
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    return json.dumps(str(value))   # a TOML basic string: JSON's escapes are TOML's
+
+
+def toml_text(settings):
+    lines = ["# Written by `recr1 run`: the settings of the recr1d this run trains."]
+    for name, value in settings.items():
+        if value is None:
+            continue
+        if name not in SETTINGS:
+            raise ValueError(f"--set: unknown recr1d setting '{name}' (known: {', '.join(sorted(SETTINGS))})")
+        lines.append(f"{name} = {toml_value(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def parse_setting(text):
+    """"KEY=VALUE" -> (key, value typed as the setting is)."""
+    key, sep, raw = text.partition("=")
+    key = key.strip().replace("-", "_")
+    if not sep or not key:
+        raise ValueError(f"--set: KEY=VALUE, got '{text}'")
+    kind = SETTINGS.get(key)
+    if kind is None:
+        raise ValueError(f"--set: unknown recr1d setting '{key}' (known: {', '.join(sorted(SETTINGS))})")
+    raw = raw.strip()
+    try:
+        if kind is int:
+            return key, int(raw)
+        if kind is float:
+            return key, float(raw)
+        if kind is list:
+            return key, [part.strip() for part in raw.split(",") if part.strip()]
+    except ValueError:
+        raise ValueError(f"--set: {key} takes a{'n integer' if kind is int else ' number'}, got '{raw}'") from None
+    return key, raw
+
+
+class LocalDaemon:
+    """A recr1d child process with its own config file, state directory and log, under folder.
+
+        with LocalDaemon(folder, {"seed": 1, "learning_rate": 5e-4}) as daemon:
+            client = daemon.client()"""
+
+    def __init__(self, folder, settings, binary=None, ready_timeout=180.0, log=None):
+        self.folder = pathlib.Path(folder)
+        self.settings = dict(settings)
+        self.binary = find_binary(binary)
+        self.ready_timeout = ready_timeout
+        self.log = log or (lambda message: None)
+        self.config_path = self.folder / "recr1d.toml"
+        self.state_dir = self.folder / "state"
+        self.log_path = self.folder / "recr1d.log"
+        socket_path = self.folder / "recr1d.sock"
+        self._socket_dir = None
+        if len(str(socket_path.resolve())) > IPC_PATH_MAX:
+            self._socket_dir = tempfile.mkdtemp(prefix="recr1-run-")
+            socket_path = pathlib.Path(self._socket_dir) / "recr1d.sock"
+        self.address = f"ipc://{socket_path.resolve()}"
+        self.process = None
+        self._log_file = None
+
+    def start(self):
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.config_path.write_text(toml_text(self.settings))
+        command = [self.binary, "serve", "--listen", self.address, "--config", str(self.config_path),
+                   "--state-dir", str(self.state_dir)]
+        self.log(f"starting {' '.join(command)}  (log: {self.log_path})")
+        self._log_file = open(self.log_path, "w")
+        started = time.monotonic()
+        self.process = subprocess.Popen(command, stdout=self._log_file, stderr=subprocess.STDOUT,
+                                        stdin=subprocess.DEVNULL)
+        deadline = started + self.ready_timeout
+        while True:
+            if self.process.poll() is not None:
+                raise DaemonError(f"recr1d exited with status {self.process.returncode} before serving; "
+                                  f"its log ({self.log_path}):\n{self.log_tail()}")
+            try:
+                with PolicyClient(self.address, timeout=2) as client:
+                    client.health()
+                break
+            except (Unavailable, DeadlineExceeded):
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise DaemonError(f"recr1d did not answer on {self.address} within {self.ready_timeout:.0f} s; "
+                                      f"its log:\n{self.log_tail()}") from None
+                time.sleep(0.1)
+        self.log(f"recr1d ready on {self.address} in {time.monotonic() - started:.1f} s")
+        return self
+
+    def client(self, timeout=3600.0):
+        return PolicyClient(self.address, timeout=timeout)
+
+    def log_tail(self, lines=20):
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def stop(self, timeout=30.0):
+        """SIGTERM, then SIGKILL after timeout seconds; returns the exit status (None if never started)."""
+        status = None
+        if self.process is not None:
+            if self.process.poll() is None:
+                self.process.send_signal(signal.SIGTERM)
+                try:
+                    self.process.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    self.process.kill()
+                    self.process.wait()
+            status = self.process.returncode
+            self.process = None
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+        if self._socket_dir is not None:
+            shutil.rmtree(self._socket_dir, ignore_errors=True)
+            self._socket_dir = None
+        return status
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()

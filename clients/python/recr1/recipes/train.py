@@ -1,0 +1,333 @@
+"""The training loop of the recipes, run from Python against recr1d: generate -> reward -> update.
+
+A run's folder (--out):
+
+    run.json              settings, data, daemon, final checkpoint, status
+    metrics.jsonl         one object per step (every phase)
+    curves.png            reward, loss and KL (DPO: margin) against the step
+    cold_start.jsonl      RecOne's SFT samples (when there is a cold start)
+    checkpoints/step-N    every --checkpoint-every steps, and checkpoints/final
+    data/                 the prompt files, when --data was not given
+    recr1d/               recr1d.toml, recr1d.log and the state directory of the daemon the run started"""
+
+import json
+import os
+import pathlib
+import random
+import statistics
+import time
+
+from recr1.batches import dpo_batch, grpo_batch, sft_batch
+from recr1.client import PolicyClient
+from recr1.data import catalogue as catalogue_module
+from recr1.data import esci, movielens, records as records_module
+from recr1.data.jsonl import write_jsonl
+from recr1.recipes import coldstart, plots, tasks
+from recr1.recipes.daemon import LocalDaemon
+from recr1.recipes.progress import Progress, duration
+from recr1.rewards.rlrf4rec import best_and_worst
+
+DAEMON_KEYS = ("model", "training_mode", "lora_rank", "lora_alpha", "blas_threads")
+
+
+def prepare_data(recipe, options, out, note):
+    """The prompt folder: --data as given, or made now under OUT/data from MovieLens or the ESCI file."""
+    if options.get("data"):
+        return options["data"]
+    folder = os.path.join(out, "data")
+    fractions = options["fractions"]
+    if recipe.task == "search":
+        judgements = esci.load(options["esci"])
+        name = os.path.splitext(os.path.basename(options["esci"]))[0]
+        splits = esci.build(judgements, name, options["split_seed"], fractions)
+        catalogue_lines = list(esci.catalogue_records(judgements))
+    else:
+        data = movielens.load(options["dataset"], options.get("movielens_path"))
+        splits = records_module.build(data, recipe.task, options["split_seed"], fractions, options["history"])
+        catalogue_lines = list(catalogue_module.movielens_records(data))
+    for split, rows in splits.items():
+        write_jsonl(os.path.join(folder, f"{split}.jsonl"), rows)
+    write_jsonl(os.path.join(folder, "catalogue.jsonl"), catalogue_lines)
+    note(f"data: {', '.join(f'{len(rows)} {split}' for split, rows in splits.items())} prompts in {folder}")
+    return folder
+
+
+class Sampler:
+    """Training prompts in a seeded order, epoch after epoch."""
+
+    def __init__(self, records, seed):
+        self.records = list(records)
+        self.random = random.Random(seed)
+        self.order = []
+
+    def take(self, count):
+        out = []
+        while len(out) < count:
+            if not self.order:
+                self.order = list(self.records)
+                self.random.shuffle(self.order)
+            out.append(self.order.pop())
+        return out
+
+
+def _value(result):
+    if result is None:
+        return None, {}
+    if isinstance(result, (tuple, list)):
+        return float(result[0]), dict(result[1] or {})
+    return float(result), {}
+
+
+def _mean(values):
+    values = [v for v in values if v is not None]
+    return statistics.fmean(values) if values else None
+
+
+def _update_fields(reply):
+    m = reply.metrics
+    fields = {"loss": m.loss, "kl": m.kl, "clip_fraction": m.clip_fraction, "entropy": m.entropy,
+              "grad_norm": m.grad_norm, "learning_rate": m.learning_rate, "tokens": m.tokens,
+              "sequences": m.sequences, "update_seconds": m.seconds, "policy_version": reply.policy_version,
+              "optimizer_step": reply.step, "applied": reply.applied}
+    if not reply.applied:
+        fields["skipped"] = reply.skipped_reason or "not applied"
+    return fields
+
+
+def _rollouts(client, batch, options, n, step):
+    started = time.monotonic()
+    reply = client.generate([r["messages"] for r in batch], n=n, temperature=options["temperature"],
+                            top_p=options["top_p"], max_new_tokens=options["max_new_tokens"],
+                            seed=options["seed"] * 1_000_003 + step, stop_strings=options["stop_strings"])
+    return reply, time.monotonic() - started
+
+
+def _score(scorer, task, batch, reply):
+    started = time.monotonic()
+    texts = [[c.text for c in result.completions] for result in reply.results]
+    results = iter(scorer(tasks.reward_items(batch, texts)))
+    scored = [[_value(next(results)) for _ in group] for group in texts]
+    rewards = [r for group in scored for r, _ in group if r is not None]
+    formats = [tasks.format_ok(task, d) for group in scored for r, d in group if r is not None]
+    formats = [f for f in formats if f is not None]
+    fields = {"reward_mean": _mean(rewards), "reward_std": statistics.pstdev(rewards) if len(rewards) > 1 else None,
+              "reward_min": min(rewards) if rewards else None, "reward_max": max(rewards) if rewards else None,
+              "format_rate": sum(formats) / len(formats) if formats else None,
+              "unscored": sum(1 for group in scored for r, _ in group if r is None),
+              "completion_tokens_mean": _mean([len(c.token_ids) for res in reply.results for c in res.completions])}
+    if texts and texts[0]:
+        fields["sample"] = texts[0][0][:400]
+    for key in ("ndcg", "accuracy", "abs_error"):
+        values = [d[key] for group in scored for r, d in group if r is not None and key in d]
+        if values:
+            fields[key] = _mean(values)
+    fields["reward_seconds"] = time.monotonic() - started
+    return scored, fields
+
+
+def grpo_step(client, scorer, task, batch, options, step, lr_override):
+    reply, generate_seconds = _rollouts(client, batch, options, options["group_size"], step)
+    scored, fields = _score(scorer, task, batch, reply)
+    groups, flat = [], 0
+    for result, group in zip(reply.results, scored):
+        samples = [(c.rollout_id, r) for c, (r, _) in zip(result.completions, group) if r is not None]
+        if len(samples) < 2:
+            flat += 1
+            continue
+        values = [r for _, r in samples]
+        if max(values) - min(values) <= 1e-9 and not options["keep_flat_groups"]:
+            flat += 1   # DAPO's dynamic sampling: a group whose rewards are all equal has no advantage
+            continue
+        groups.append(samples)
+    record = {"phase": "grpo", **fields, "generate_seconds": generate_seconds, "groups_used": len(groups),
+              "groups_flat": flat}
+    if groups:
+        batch_message = grpo_batch(groups, beta=options["beta"], epsilon_low=options["clip"], kl=options["kl"])
+        record.update(_update_fields(client.update(grpo=batch_message, learning_rate=lr_override)))
+    else:
+        record["skipped"] = "every group's rewards are equal"
+    return record
+
+
+def dpo_step(client, scorer, task, batch, options, step, lr_override):
+    reply, generate_seconds = _rollouts(client, batch, options, options["samples"], step)
+    scored, fields = _score(scorer, task, batch, reply)
+    pairs, chosen, rejected = [], [], []
+    for record, result, group in zip(batch, reply.results, scored):
+        picked = best_and_worst([r for r, _ in group])
+        if picked is None:
+            continue
+        best, worst = (result.completions[i] for i in picked)
+        if not best.token_ids or not worst.token_ids:
+            continue
+        pairs.append((record["messages"], list(best.token_ids), list(worst.token_ids)))
+        chosen.append(group[picked[0]][0])
+        rejected.append(group[picked[1]][0])
+    out = {"phase": "dpo", **fields, "generate_seconds": generate_seconds, "pairs": len(pairs),
+           "chosen_reward_mean": _mean(chosen), "rejected_reward_mean": _mean(rejected)}
+    if pairs:
+        update = client.update(dpo=dpo_batch(pairs, beta=options["beta"]), learning_rate=lr_override)
+        out.update(_update_fields(update))
+        out.update({"margin": update.metrics.margin, "chosen_rewards": update.metrics.chosen_rewards,
+                    "rejected_rewards": update.metrics.rejected_rewards})
+    else:
+        out["skipped"] = "no pair: every user's texts scored the same"
+    return out
+
+
+def end_of_turn(client):
+    """The text the chat template puts after an assistant message ("<|im_end|>" for ChatML), so that SFT
+    teaches the policy to stop; "" when the template adds nothing."""
+    mark = "\u2063recr1-mark\u2063"
+    text = client.apply_chat_template([[{"role": "user", "content": "u"}, {"role": "assistant", "content": mark}]],
+                                      add_generation_prompt=False).texts[0]
+    return text[text.rfind(mark) + len(mark):].strip() if mark in text else ""
+
+
+def sft_step(client, samples, learning_rate, suffix=""):
+    reply = client.update(sft=sft_batch([(s["messages"], s["completion"] + suffix) for s in samples]),
+                          learning_rate=learning_rate)
+    fields = _update_fields(reply)
+    for key in ("kl", "clip_fraction"):   # no reference and no ratio in an SFT step
+        fields[key] = None
+    return {"phase": "sft", **fields}
+
+
+def daemon_settings(options):
+    """The recr1d settings (TOML) of a run."""
+    settings = {"seed": options["seed"], "learning_rate": options["learning_rate"],
+                "lr_schedule": options["lr_schedule"], "warmup_steps": options["warmup_steps"],
+                "total_steps": max(1, options["steps"] + options["cold_start_steps"])}
+    for key in DAEMON_KEYS:
+        if options.get(key) is not None:
+            settings[key] = options[key]
+    settings.update(options.get("set") or {})
+    return settings
+
+
+def _write_json(path, value):
+    partial = f"{path}.partial"
+    with open(partial, "w", encoding="utf-8") as f:
+        json.dump(value, f, indent=2)
+        f.write("\n")
+    os.replace(partial, path)
+
+
+def run(recipe, options, stream=None):
+    """Runs a recipe with resolved options (every key of recipe.defaults, plus out, data, esci, address,
+    seed, ...). Returns the run summary (also written to OUT/run.json)."""
+    out = pathlib.Path(options["out"]).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    metrics_path = out / "metrics.jsonl"
+    if metrics_path.exists():
+        metrics_path.unlink()   # a new run in the same folder starts its own curve
+    total = options["steps"] + options["cold_start_steps"]
+    progress = Progress(recipe.name, total, metrics_path, stream=stream)
+    note = progress.note
+    started = time.monotonic()
+    summary = {"recipe": recipe.name, "task": recipe.task, "algorithm": recipe.algorithm, "status": "running",
+               "out": str(out), "metrics": str(metrics_path), "curves": str(out / "curves.png"),
+               "options": {k: v for k, v in options.items() if k not in ("out",)}}
+    data_dir = prepare_data(recipe, options, str(out), note)
+    summary["data"] = os.path.abspath(data_dir)
+    train = tasks.read_split(data_dir, "train", recipe.task)
+    if options.get("train_users"):
+        train = train[:options["train_users"]]
+    if not train:
+        raise tasks.DataError(f"--data: {data_dir}/train.jsonl has no prompts "
+                              "(a bigger data set, or other --fractions)")
+    scorer = tasks.reward_function(recipe.task, data_dir, train, options["reward_k"], options.get("reward"))
+    note(f"{len(train)} training prompts; {options['steps']} {recipe.algorithm.upper()} steps of "
+         f"{options['prompts_per_step']} prompts x {options['samples' if recipe.algorithm == 'dpo' else 'group_size']} "
+         f"samples, max {options['max_new_tokens']} new tokens"
+         + (f"; first {options['cold_start_steps']} SFT cold-start steps" if options["cold_start_steps"] else ""))
+
+    daemon = None
+    if options.get("address"):
+        client = PolicyClient(options["address"], timeout=options["timeout"])
+        lr_override = options["learning_rate"]
+        summary["daemon"] = {"address": options["address"], "started": False}
+        note(f"using recr1d at {options['address']} (its own training settings; learning rate sent per request)")
+    else:
+        settings = daemon_settings(options)
+        daemon = LocalDaemon(out / "recr1d", settings, binary=options.get("recr1d"), log=note).start()
+        client = daemon.client(timeout=options["timeout"])
+        lr_override = 0.0   # the daemon's schedule, from recr1d.toml
+        summary["daemon"] = {"address": daemon.address, "started": True, "binary": daemon.binary,
+                             "config": str(daemon.config_path), "log": str(daemon.log_path), "settings": settings}
+    _write_json(out / "run.json", summary)
+    info = client.info()
+    summary["model"] = {"name": info.model.name, "source": info.model.source, "training_mode": info.model.training_mode,
+                        "trainable_parameters": info.model.trainable_parameters}
+    checkpoints = out / "checkpoints"
+    step = 0
+    try:
+        if options["cold_start_steps"]:
+            pool = Sampler(train, options["seed"] + 1).take(min(options["cold_start_prompts"], len(train)))
+            samples, counts = coldstart.build(
+                client, recipe.task, data_dir, pool, scorer, samples=options["cold_start_samples"],
+                temperature=options["temperature"], top_p=options["top_p"], max_new_tokens=options["max_new_tokens"],
+                seed=options["seed"], stop_strings=options["stop_strings"], progress=note)
+            write_jsonl(out / "cold_start.jsonl", samples)
+            summary["cold_start"] = {"prompts": len(pool), "samples": len(samples), "sources": counts,
+                                     "file": str(out / "cold_start.jsonl")}
+            if not samples:
+                raise tasks.DataError("cold start: no sample reached the threshold; nothing to fine-tune on")
+            sft_sampler = Sampler(samples, options["seed"] + 2)
+            suffix = end_of_turn(client)
+            for _ in range(options["cold_start_steps"]):
+                step += 1
+                t0 = time.monotonic()
+                record = sft_step(client, sft_sampler.take(options["cold_start_batch"]),
+                                  options["cold_start_learning_rate"], suffix)
+                record.update({"step": step, "phase_step": step, "seconds": time.monotonic() - t0})
+                _checkpoint(client, record, checkpoints, step, options)
+                progress.step(record)
+        sampler = Sampler(train, options["seed"])
+        one_step = dpo_step if recipe.algorithm == "dpo" else grpo_step
+        for phase_step in range(1, options["steps"] + 1):
+            step += 1
+            t0 = time.monotonic()
+            record = one_step(client, scorer, recipe.task, sampler.take(options["prompts_per_step"]), options, step,
+                              lr_override)
+            record.update({"step": step, "phase_step": phase_step, "seconds": time.monotonic() - t0})
+            _checkpoint(client, record, checkpoints, step, options)
+            progress.step(record)
+        final = client.save_checkpoint(str(checkpoints / "final"))
+        summary.update({"status": "finished", "checkpoint": final.path, "policy_version": final.policy_version,
+                        "optimizer_steps": final.step})
+        note(f"final checkpoint {final.path} (policy version {final.policy_version})")
+    except KeyboardInterrupt:
+        summary["status"] = "interrupted"
+        raise
+    except Exception as exc:
+        summary.update({"status": "failed", "error": f"{type(exc).__name__}: {exc}"})
+        raise
+    finally:
+        summary.update({"steps_done": step, "seconds": time.monotonic() - started})
+        progress.close()
+        client.close()
+        if daemon is not None:
+            daemon.stop()
+        if progress.records:
+            plots.training_curves(progress.records, str(out / "curves.png"), _title(recipe, options, train))
+        _write_json(out / "run.json", summary)
+    note(f"done in {duration(summary['seconds'])}: {metrics_path}, {out / 'curves.png'}, {out / 'run.json'}")
+    return summary
+
+
+def _title(recipe, options, train):
+    samples = options["samples"] if recipe.algorithm == "dpo" else options["group_size"]
+    cold = (f"{options['cold_start_steps']} SFT steps (lr {options['cold_start_learning_rate']:g}), then "
+            if options["cold_start_steps"] else "")
+    return (f"{recipe.name} on SmolLM2-135M: {cold}{options['steps']} {recipe.algorithm.upper()} steps x "
+            f"{options['prompts_per_step']} prompts x {samples} samples, lr {options['learning_rate']:g}, "
+            f"beta {options['beta']:g}, T {options['temperature']:g}, max {options['max_new_tokens']} new tokens "
+            f"({len(train)} training prompts)")
+
+
+def _checkpoint(client, record, folder, step, options):
+    every = options["checkpoint_every"]
+    if every and step % every == 0:
+        saved = client.save_checkpoint(str(folder / f"step-{step:04d}"))
+        record["checkpoint"] = saved.path
