@@ -20,6 +20,12 @@ def start(tmp_path, *extra):
     return daemon, address
 
 
+def long_generate(address):
+    """A request that holds the engine for a few seconds."""
+    with recr1.PolicyClient(address, timeout=600) as c:
+        return c.generate([FRUIT], n=8, max_new_tokens=48, seed=1)
+
+
 def run_all(jobs):
     """Runs every job on its own thread, all started together; returns (result or exception) per job."""
     results = [None] * len(jobs)
@@ -79,11 +85,7 @@ def test_sixteen_clients_mixing_generate_score_and_update(tmp_path):
 def test_overload_and_deadlines(tmp_path):
     daemon, address = start(tmp_path, "--max-queued-requests", "1")
     try:
-        def long_generate():
-            with recr1.PolicyClient(address, timeout=600) as c:
-                return c.generate([FRUIT], n=8, max_new_tokens=48, seed=1)
-
-        results = run_all([long_generate] * 6)
+        results = run_all([lambda: long_generate(address)] * 6)
         refused = [r for r in results if isinstance(r, recr1.ResourceExhausted)]
         served = [r for r in results if not isinstance(r, Exception)]
         assert len(served) >= 2 and refused, results
@@ -95,7 +97,7 @@ def test_overload_and_deadlines(tmp_path):
             with recr1.PolicyClient(address, timeout=0.3) as c:
                 return c.score([(FRUIT, "An apple.")])
 
-        first, second = run_all([long_generate, lambda: (threading.Event().wait(0.2), short())[1]])
+        first, second = run_all([lambda: long_generate(address), lambda: (threading.Event().wait(0.2), short())[1]])
         assert not isinstance(first, Exception), first
         assert isinstance(second, (recr1.DeadlineExceeded,)), second
         with recr1.PolicyClient(address) as c:
@@ -114,10 +116,6 @@ def ask(thing):
 def test_concurrent_generate_requests_share_one_engine_pass(tmp_path):
     daemon, address = start(tmp_path, "--matmul-backend", "openblas")
     try:
-        def long_generate():
-            with recr1.PolicyClient(address, timeout=600) as c:
-                return c.generate([FRUIT], n=8, max_new_tokens=48, seed=1)
-
         def short(i):
             with recr1.PolicyClient(address, timeout=600) as c:
                 return c.generate([ask(THINGS[i])], n=2, max_new_tokens=10 + i, temperature=0.8 + 0.1 * i, seed=100 + i,
@@ -128,7 +126,7 @@ def test_concurrent_generate_requests_share_one_engine_pass(tmp_path):
             return short(i)
 
         # One long request holds the engine; four different requests arrive meanwhile and share the next pass.
-        results = run_all([long_generate] + [lambda i=i: later(i) for i in range(4)])
+        results = run_all([lambda: long_generate(address)] + [lambda i=i: later(i) for i in range(4)])
         assert not [r for r in results if isinstance(r, Exception)], results
         assert results[0].batched_requests == 1
         assert [r.batched_requests for r in results[1:]] == [4, 4, 4, 4]
