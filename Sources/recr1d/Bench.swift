@@ -51,6 +51,13 @@ struct Bench: ParsableCommand {
         + "at, and what the keepers used to do every night before the lights became automatic and were run by "
         + "small computers instead of people living on the rocks far from any town or harbour.").split(separator: " ")
 
+    func validate() throws {
+        if noTraining && onlyTraining { throw ValidationError("--no-training and --only-training exclude each other") }
+        for mode in trainModes.split(separator: ",") where !["lora", "full"].contains(mode) {
+            throw ValidationError("--train-modes: '\(mode)' is not lora or full")
+        }
+    }
+
     func run() throws {
         try BLAS.load(threads: threads)
         Parallel.threads = threads
@@ -165,7 +172,11 @@ struct Bench: ParsableCommand {
     func runReference() throws -> [String: Any] {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = [python, referenceScript, "--threads", "\(threads)", "--repeats", "\(repeats)"]
+        var arguments = [python, referenceScript, "--threads", "\(threads)", "--repeats", "\(repeats)"]
+        if noTraining { arguments.append("--no-training") }
+        if onlyTraining { arguments.append("--only-training") }
+        if !noTraining { arguments += ["--train-modes", trainModes] }
+        process.arguments = arguments
         let output = Pipe()
         process.standardOutput = output
         try process.run()

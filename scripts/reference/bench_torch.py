@@ -15,7 +15,19 @@ Prints one JSON object to stdout (progress goes to stderr). Measured, each after
                               prompt repeated batch times: end to end, prefill of every copy included.
   score_8x128                 One forward over 8 sequences x 128 tokens, log_softmax, and a gather of
                               each next token's log-prob. tok/s = 1024 / seconds.
-  peak_rss_mib                resource.getrusage(RUSAGE_SELF).ru_maxrss at the end.
+  peak_rss_mib                resource.getrusage(RUSAGE_SELF).ru_maxrss after the inference figures.
+  train_lora_8x128 / train_full_8x128
+                              One supervised step on a fresh copy of the model in train mode: forward over
+                              8 x 128 fixed pseudo-random ids, cross-entropy on the last 64 positions of
+                              each sequence (the rest labelled -100), backward, clip_grad_norm_(1.0),
+                              AdamW (lr 1e-5, weight decay 0) step, zero_grad(set_to_none=True).
+                              lora: a PEFT adapter (rank 16, alpha 32, dropout 0) on q/k/v/o and
+                              gate/up/down, only its parameters in AdamW (skipped when peft is missing);
+                              full: every parameter. tok/s = 1024 / seconds. Run after the inference
+                              figures, LoRA first; peak_rss_after_train_<mode>_mib follows each.
+
+--no-training / --only-training skip the training or the inference figures; --train-modes picks lora,
+full or both (the default).
 
 Each figure is the median over --repeats timed runs (tok_per_s), with the best run and every run listed
 too. On a shared machine compare the best runs, and check loadavg_1m_before_after.
@@ -23,6 +35,7 @@ too. On a shared machine compare the best runs, and check loadavg_1m_before_afte
 
 import argparse
 import contextlib
+import gc
 import importlib.metadata
 import importlib.util
 import json
@@ -46,6 +59,9 @@ MODEL_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 PROMPT_TOKENS = 84
 NEW_TOKENS = 64
 SCORE_BATCH, SCORE_LEN = 8, 128
+TRAIN_BATCH, TRAIN_LEN, TRAIN_COMPLETION = 8, 128, 64
+TRAIN_MODES = ("lora", "full")  # measured in this order: full fine-tuning's memory peak comes last
+LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 # Words for the user turn; as many are taken as make the rendered ChatML prompt exactly 84 tokens.
 USER_WORDS = (
@@ -148,50 +164,13 @@ def score_run(model, ids, autocast):
     return seconds
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--bf16", action="store_true", help="run the model under torch.autocast('cpu', bfloat16)")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=3, help="timed runs per measurement (median reported)")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
-
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-
-    directory = model_dir()
-    log("loading model")
-    load_s, model = timed(lambda: AutoModelForCausalLM.from_pretrained(
-        directory, gguf_file=MODEL_NAME, dtype=torch.float32))
-    model.eval()
-    tokenizer = AutoTokenizer.from_pretrained(directory, gguf_file=MODEL_NAME)
-    prompt_ids = build_prompt(tokenizer)
-
-    if args.bf16:
-        def autocast():
-            return torch.autocast("cpu", dtype=torch.bfloat16)
-    else:
-        autocast = contextlib.nullcontext
-
-    generator = torch.Generator().manual_seed(args.seed)
-    # Other work on the machine skews every figure; the load averages let a reader see it.
-    load_before = os.getloadavg()
-    result = {
-        "engine": "pytorch-eager",
-        "dtype": "bf16-autocast" if args.bf16 else "float32",
-        "attn_implementation": model.config._attn_implementation,
-        "threads": torch.get_num_threads(),
-        "prompt_tokens": len(prompt_ids),
-        "new_tokens": NEW_TOKENS,
-        "repeats": args.repeats,
-    }
-
+def measure_inference(model, prompt_ids, autocast, seed, repeats, result):
+    """The decode, generate and score figures, into `result`."""
+    generator = torch.Generator().manual_seed(seed)
     for batch in (1, 8):
         log(f"decode {batch}x{NEW_TOKENS} (manual KV-cache loop)")
         decode_loop(model, prompt_ids, batch, NEW_TOKENS, autocast, generator)  # warm-up
-        runs = [decode_loop(model, prompt_ids, batch, NEW_TOKENS, autocast, generator) for _ in range(args.repeats)]
+        runs = [decode_loop(model, prompt_ids, batch, NEW_TOKENS, autocast, generator) for _ in range(repeats)]
         result[f"decode_{batch}x{NEW_TOKENS}"] = summarize([d for _, d in runs], batch * NEW_TOKENS)
         if batch == 1:
             prefill = statistics.median(p for p, _ in runs)
@@ -204,19 +183,156 @@ def main():
     for batch in (1, 8):
         log(f"generate {batch}x{NEW_TOKENS} (model.generate, prefill included)")
         generate_run(model, prompt_ids, batch, NEW_TOKENS, autocast)  # warm-up
-        runs = [generate_run(model, prompt_ids, batch, NEW_TOKENS, autocast) for _ in range(args.repeats)]
+        runs = [generate_run(model, prompt_ids, batch, NEW_TOKENS, autocast) for _ in range(repeats)]
         result[f"generate_{batch}x{NEW_TOKENS}"] = summarize(runs, batch * NEW_TOKENS)
 
     log(f"score {SCORE_BATCH}x{SCORE_LEN}")
     # Token content does not change the cost; fixed pseudo-random ids past the special tokens.
     score_ids = torch.randint(17, model.config.vocab_size, (SCORE_BATCH, SCORE_LEN),
-                              generator=torch.Generator().manual_seed(args.seed))
+                              generator=torch.Generator().manual_seed(seed))
     score_run(model, score_ids, autocast)  # warm-up
-    runs = [score_run(model, score_ids, autocast) for _ in range(args.repeats)]
+    runs = [score_run(model, score_ids, autocast) for _ in range(repeats)]
     result[f"score_{SCORE_BATCH}x{SCORE_LEN}"] = summarize(runs, SCORE_BATCH * SCORE_LEN)
 
+
+def peft_import():
+    """peft's version when it imports, else None (the LoRA figure is then skipped)."""
+    try:
+        import peft
+    except ImportError:
+        return None
+    return peft.__version__
+
+
+def load_model(directory):
+    return timed(lambda: AutoModelForCausalLM.from_pretrained(directory, gguf_file=MODEL_NAME, dtype=torch.float32))
+
+
+def train_step(model, optimizer, params, ids, labels, autocast):
+    """One supervised step; returns (seconds, loss before the update)."""
+    def work():
+        with autocast():
+            logits = model(input_ids=ids).logits
+        # Position t predicts token t + 1; -100 labels (the "prompt") are left out of the mean.
+        loss = torch.nn.functional.cross_entropy(
+            logits[:, :-1, :].float().flatten(0, 1), labels[:, 1:].flatten(), ignore_index=-100)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        return loss.item()
+
+    return timed(work)
+
+
+def train_trainee(directory, mode):
+    """A fresh fp32 model in train mode and the parameters AdamW should update, for `mode`."""
+    _, model = load_model(directory)
+    if mode == "lora":
+        from peft import LoraConfig, get_peft_model
+        config = LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, target_modules=LORA_TARGETS,
+                            bias="none", task_type="CAUSAL_LM")
+        model = get_peft_model(model, config)  # freezes the base weights
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    return model, params
+
+
+def measure_training(directory, mode, ids, labels, repeats, autocast):
+    model, params = train_trainee(directory, mode)
+    optimizer = torch.optim.AdamW(params, lr=1e-5, weight_decay=0.0)
+    seconds_and_losses = [train_step(model, optimizer, params, ids, labels, autocast) for _ in range(repeats + 1)]
+    runs = [s for s, _ in seconds_and_losses[1:]]  # the first step is the warm-up
+    entry = summarize(runs, TRAIN_BATCH * TRAIN_LEN)
+    entry["trainable_params"] = sum(p.numel() for p in params)
+    # Each step trains on the same batch, so these should go down (warm-up first).
+    entry["losses"] = [round(loss, 4) for _, loss in seconds_and_losses]
+    del model, params, optimizer
+    gc.collect()
+    return entry
+
+
+def peak_rss_mib():
     # ru_maxrss is in KiB on Linux.
-    result["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--bf16", action="store_true", help="run the model under torch.autocast('cpu', bfloat16)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per measurement (median reported)")
+    parser.add_argument("--seed", type=int, default=0)
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--no-training", action="store_true", help="skip the training figures")
+    which.add_argument("--only-training", action="store_true", help="only the training figures")
+    parser.add_argument("--train-modes", default=",".join(TRAIN_MODES),
+                        help="training modes to measure: lora, full, or both (comma-separated)")
+    args = parser.parse_args()
+    modes = [m.strip() for m in args.train_modes.split(",") if m.strip()]
+    if unknown := sorted(set(modes) - set(TRAIN_MODES)):
+        parser.error(f"--train-modes: unknown mode(s) {', '.join(unknown)} (use lora, full)")
+    if args.no_training:
+        modes = []
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+    directory = model_dir()
+    if args.bf16:
+        def autocast():
+            return torch.autocast("cpu", dtype=torch.bfloat16)
+    else:
+        autocast = contextlib.nullcontext
+
+    log("loading model")
+    load_s, model = load_model(directory)
+    model.eval()
+    vocab_size = model.config.vocab_size
+    result = {
+        "engine": "pytorch-eager",
+        "dtype": "bf16-autocast" if args.bf16 else "float32",
+        "attn_implementation": model.config._attn_implementation,
+        "threads": torch.get_num_threads(),
+        "repeats": args.repeats,
+    }
+    # Other work on the machine skews every figure; the load averages let a reader see it.
+    load_before = os.getloadavg()
+
+    if not args.only_training:
+        tokenizer = AutoTokenizer.from_pretrained(directory, gguf_file=MODEL_NAME)
+        prompt_ids = build_prompt(tokenizer)
+        result["prompt_tokens"] = len(prompt_ids)
+        result["new_tokens"] = NEW_TOKENS
+        measure_inference(model, prompt_ids, autocast, args.seed, args.repeats, result)
+        result["peak_rss_mib"] = peak_rss_mib()
+    # Training runs on fresh copies (in train mode); this eval-mode one would only sit in their memory peak.
+    del model
+    gc.collect()
+
+    peft_version = None
+    if modes:
+        # As for score: fixed pseudo-random ids past the special tokens. The first TRAIN_LEN -
+        # TRAIN_COMPLETION positions are the "prompt" (label -100); the loss covers the rest.
+        train_ids = torch.randint(17, vocab_size, (TRAIN_BATCH, TRAIN_LEN),
+                                  generator=torch.Generator().manual_seed(args.seed))
+        train_labels = train_ids.clone()
+        train_labels[:, :TRAIN_LEN - TRAIN_COMPLETION] = -100
+        peft_version = peft_import()
+        for mode in TRAIN_MODES:
+            if mode not in modes:
+                continue
+            key = f"train_{mode}_{TRAIN_BATCH}x{TRAIN_LEN}"
+            if mode == "lora" and peft_version is None:
+                log(f"{key}: skipped (peft not installed)")
+                result[key] = {"skipped": "peft not installed"}
+                continue
+            log(f"train {mode} {TRAIN_BATCH}x{TRAIN_LEN} (forward, backward, clip, AdamW)")
+            result[key] = measure_training(directory, mode, train_ids, train_labels, args.repeats, autocast)
+            result[f"peak_rss_after_train_{mode}_mib"] = peak_rss_mib()
+
     result["load_seconds"] = round(load_s, 1)
     result["loadavg_1m_before_after"] = [round(load_before[0], 2), round(os.getloadavg()[0], 2)]
     result["versions"] = {
@@ -224,6 +340,8 @@ def main():
         "transformers": importlib.metadata.version("transformers"),
         "python": platform.python_version(),
     }
+    if "lora" in modes and peft_version is not None:
+        result["versions"]["peft"] = peft_version
     result["cpu"] = cpu_name()
     print(json.dumps(result))
 

