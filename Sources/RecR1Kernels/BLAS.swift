@@ -148,6 +148,54 @@ public enum MatMul {
         }
     }
 
+    /// One weight of `linear(many:)`: out[rows × outDim] = x · wᵀ (+ bias).
+    public struct Projection {
+        public var out: UnsafeMutablePointer<Float>
+        public var weight: [Float]
+        public var quantized: QuantizedMatrix?
+        public var bias: [Float]?
+        public var outDim: Int
+
+        public init(out: UnsafeMutablePointer<Float>, weight: [Float], quantized: QuantizedMatrix?, bias: [Float]?, outDim: Int) {
+            (self.out, self.weight, self.quantized, self.bias, self.outDim) = (out, weight, quantized, bias, outDim)
+        }
+    }
+
+    /// Several products of the same input (Q, K and V; gate and up). Few rows take them in one parallel
+    /// pass, each thread its slice of every output: a decoding step then wakes the threads once, not once
+    /// a matrix. More rows go to `linear` one by one.
+    public static func linear(many projections: [Projection], _ x: UnsafePointer<Float>, rows: Int, inDim: Int) {
+        guard rows <= skinnyRowLimit, projections.count > 1, Parallel.threads > 1 else {
+            for p in projections {
+                linear(p.out, x, p.weight, quantized: p.quantized, bias: p.bias, rows: rows, inDim: inDim, outDim: p.outDim)
+            }
+            return
+        }
+        let parts = Parallel.threads
+        DispatchQueue.concurrentPerform(iterations: parts) { part in
+            for p in projections {
+                let chunk = (p.outDim / parts + 3) / 4 * 4
+                let start = min(part * chunk, p.outDim), end = min(start + chunk, p.outDim)
+                guard start < end else { continue }
+                if useQuantized, let quantized = p.quantized {
+                    quantized.blocks.withUnsafeBufferPointer { blocks in
+                        recr1_quantized_rows(quantized.type.rawValue, Int32(rows), Int32(start), Int32(end), Int32(inDim), x,
+                                             blocks.baseAddress!, p.out, Int32(p.outDim), 0)
+                    }
+                } else {
+                    p.weight.withUnsafeBufferPointer { w in
+                        recr1_linear_rows(Int32(rows), Int32(start), Int32(end), Int32(inDim), x, w.baseAddress!, p.out,
+                                          Int32(p.outDim), 0)
+                    }
+                }
+            }
+        }
+        for p in projections {
+            guard let bias = p.bias else { continue }
+            for r in 0..<rows { Kernels.axpy(1, bias, p.out + r * p.outDim, p.outDim) }
+        }
+    }
+
     /// Splits the outputs 0..<n into one slice per thread (multiples of 4, which the kernels block by) and
     /// runs them concurrently; small n runs inline.
     private static func forEachOutputSlice(_ n: Int, _ body: (Int, Int) -> Void) {

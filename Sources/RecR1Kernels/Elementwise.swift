@@ -61,6 +61,14 @@ public enum Kernels {
     }
 
     /// In-place softmax of n values.
+    /// One decoding row's attention for one query head (recr1_attend_head): softmax(scale · q·Kᵀ) · V over
+    /// `length` cached positions `stride` floats apart; `scores` is scratch for `length` floats.
+    public static func attendHead(query: UnsafePointer<Float>, keys: UnsafePointer<Float>, values: UnsafePointer<Float>,
+                                  stride: Int, length: Int, headDim: Int, scale: Float, scores: UnsafeMutablePointer<Float>,
+                                  out: UnsafeMutablePointer<Float>) {
+        recr1_attend_head(query, keys, values, Int32(stride), Int32(length), Int32(headDim), scale, scores, out)
+    }
+
     public static func softmax(_ x: UnsafeMutablePointer<Float>, _ n: Int) { recr1_softmax(x, Int32(n)) }
 
     /// log Σ exp(x[i]), stably.

@@ -56,7 +56,7 @@ public final class Decoder {
         let k = Buffer(), v = Buffer()           // [rows × kvDim]
         let gate = Buffer(), up = Buffer()       // [rows × ffnDim]
         let cos = Buffer(), sin = Buffer()       // [rows × headDim/2] RoPE of each row's position
-        let scores = Buffer()                    // [context] one head's attention weights
+        let scores = Buffer()                    // [decoded rows × context] one head's attention weights, a line a row
         let runScores = Buffer()                 // [run rows × positions] one head's weights for a run
         let adapterHidden = Buffer()             // [rows × rank] x·Aᵀ of the adapter being applied
 
@@ -71,7 +71,6 @@ public final class Decoder {
             }
             if context > self.context {
                 self.context = context
-                scores.resize(context)
             }
         }
     }
@@ -104,9 +103,11 @@ public final class Decoder {
         Parallel.rows(n) { range in
             for r in range { Kernels.rmsNorm(xn + r * c.dim, x + r * c.dim, w.attnNorm, c.dim, eps: c.normEps) }
         }
-        MatMul.linear(q, xn, w.wq, quantized: w.quantized.wq, bias: w.bq, rows: n, inDim: c.dim, outDim: c.qDim)
-        MatMul.linear(k, xn, w.wk, quantized: w.quantized.wk, bias: w.bk, rows: n, inDim: c.dim, outDim: c.kvDim)
-        MatMul.linear(v, xn, w.wv, quantized: w.quantized.wv, bias: w.bv, rows: n, inDim: c.dim, outDim: c.kvDim)
+        MatMul.linear(many: [
+            .init(out: q, weight: w.wq, quantized: w.quantized.wq, bias: w.bq, outDim: c.qDim),
+            .init(out: k, weight: w.wk, quantized: w.quantized.wk, bias: w.bk, outDim: c.kvDim),
+            .init(out: v, weight: w.wv, quantized: w.quantized.wv, bias: w.bv, outDim: c.kvDim),
+        ], xn, rows: n, inDim: c.dim)
         addAdapter(layer, .q, out: q, input: xn, rows: n)
         addAdapter(layer, .k, out: k, input: xn, rows: n)
         addAdapter(layer, .v, out: v, input: xn, rows: n)
@@ -123,11 +124,19 @@ public final class Decoder {
 
         // Each query head attends over its slot's cached positions 0...p with its key/value head. Long runs of
         // one sequence (prefill, scoring) do it as two matrix products per head; short ones (decoding) row by row.
+        var single: [Int] = []
         for run in Self.runs(rows) {
             if run.count > MatMul.skinnyRowLimit {
                 attendByProducts(layer: layer, rows: rows, run: run, cache: cache)
             } else {
-                for r in run { attendRow(layer: layer, r: r, row: rows[r], cache: cache) }
+                single += run
+            }
+        }
+        // Decoding: rows are independent, so they run in parallel, each with its own line of scores.
+        work.scores.resize(single.count * work.context)
+        Parallel.rows(single.count, minimumPerThread: 1) { range in
+            for i in range {
+                attendRow(layer: layer, r: single[i], row: rows[single[i]], cache: cache, scores: work.scores.p + i * work.context)
             }
         }
         // x += attention · Woᵀ (the residual add folded into the product).
@@ -145,21 +154,16 @@ public final class Decoder {
     }
 
     /// One row: scores against each cached key, softmax, weighted sum of the values.
-    private func attendRow(layer: Int, r: Int, row: Row, cache: KVCache) {
+    private func attendRow(layer: Int, r: Int, row: Row, cache: KVCache, scores: UnsafeMutablePointer<Float>) {
         let c = config, group = c.heads / c.kvHeads
         let scale = 1 / Float(c.headDim).squareRoot()
         let base = cache.offset(layer: layer, slot: row.slot, position: 0)
         let length = row.position + 1
-        let scores = work.scores.p
         for h in 0..<c.heads {
-            let query = work.q.p + r * c.qDim + h * c.headDim
-            let keys = cache.keys + base + (h / group) * c.headDim
-            let values = cache.values + base + (h / group) * c.headDim
-            for j in 0..<length { scores[j] = Kernels.dot(query, keys + j * c.kvDim, c.headDim) * scale }
-            Kernels.softmax(scores, length)
-            let out = work.attention.p + r * c.qDim + h * c.headDim
-            out.update(repeating: 0, count: c.headDim)
-            for j in 0..<length { Kernels.axpy(scores[j], values + j * c.kvDim, out, c.headDim) }
+            let kv = base + (h / group) * c.headDim
+            Kernels.attendHead(query: work.q.p + r * c.qDim + h * c.headDim, keys: cache.keys + kv, values: cache.values + kv,
+                               stride: c.kvDim, length: length, headDim: c.headDim, scale: scale, scores: scores,
+                               out: work.attention.p + r * c.qDim + h * c.headDim)
         }
     }
 
@@ -208,8 +212,10 @@ public final class Decoder {
         Parallel.rows(n) { range in
             for r in range { Kernels.rmsNorm(xn + r * c.dim, x + r * c.dim, w.ffnNorm, c.dim, eps: c.normEps) }
         }
-        MatMul.linear(gate, xn, w.wGate, quantized: w.quantized.wGate, rows: n, inDim: c.dim, outDim: c.ffnDim)
-        MatMul.linear(up, xn, w.wUp, quantized: w.quantized.wUp, rows: n, inDim: c.dim, outDim: c.ffnDim)
+        MatMul.linear(many: [
+            .init(out: gate, weight: w.wGate, quantized: w.quantized.wGate, bias: nil, outDim: c.ffnDim),
+            .init(out: up, weight: w.wUp, quantized: w.quantized.wUp, bias: nil, outDim: c.ffnDim),
+        ], xn, rows: n, inDim: c.dim)
         addAdapter(layer, .gate, out: gate, input: xn, rows: n)
         addAdapter(layer, .up, out: up, input: xn, rows: n)
         Parallel.rows(n) { range in

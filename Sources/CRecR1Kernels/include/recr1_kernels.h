@@ -35,6 +35,12 @@ void recr1_softmax(float *x, int n);
 float recr1_logsumexp(const float *x, int n);
 void recr1_swiglu(float *gate, const float *up, int n);
 
+// Decoding attention, one row and one query head: scores[j] = scale · q·k_j for the cached positions
+// j < length (k_j = keys + j·stride, likewise v_j), softmax, out = Σ_j scores[j]·v_j. `scores` holds
+// `length` floats of scratch.
+void recr1_attend_head(const float *q, const float *keys, const float *values, int stride, int length, int head_dim,
+                       float scale, float *scores, float *out);
+
 // The training pass. Σ p·x with p = e^(x − lse) (the entropy is lse minus this); the gradient of a row of
 // logits in place, x := −d·p − dh·p·(log p + h) (the caller adds d at the chosen token); and SwiGLU's
 // backward: d_up = d_act·silu(gate), d_act := d_act·up·σ(gate)·(1 + gate·(1 − σ(gate))).
