@@ -39,6 +39,7 @@ public enum BLAS {
         a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
         beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int
     ) {
+        recr1_parallel_park()  // OpenBLAS's threads need the cores our pool's workers would spin on
         recr1_sgemm(transA ? 1 : 0, transB ? 1 : 0, Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda),
                     b, Int32(ldb), beta, c, Int32(ldc))
     }
@@ -103,6 +104,7 @@ public enum MatMul {
                             a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
                             beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int, fp32: Bool = false) {
         if backend != .openblas {
+            recr1_parallel_park()
             var message = [CChar](repeating: 0, count: 256)
             if recr1_dnnl_gemm(transA ? 1 : 0, transB ? 1 : 0, Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b,
                                Int32(ldb), beta, c, Int32(ldc), backend == .onednnBF16 && !fp32 ? 1 : 0, &message,
@@ -172,7 +174,7 @@ public enum MatMul {
             return
         }
         let parts = Parallel.threads
-        DispatchQueue.concurrentPerform(iterations: parts) { part in
+        Parallel.forEach(parts) { part in
             for p in projections {
                 let chunk = (p.outDim / parts + 3) / 4 * 4
                 let start = min(part * chunk, p.outDim), end = min(start + chunk, p.outDim)
@@ -205,7 +207,7 @@ public enum MatMul {
             return
         }
         let chunk = (n / parts + 3) / 4 * 4
-        DispatchQueue.concurrentPerform(iterations: parts) { part in
+        Parallel.forEach(parts) { part in
             let start = min(part * chunk, n)
             body(start, min(start + chunk, n))
         }

@@ -10,6 +10,15 @@ extern "C" {
 // not "portable".
 int recr1_kernels_avx512(void);
 
+// Runs task(context, part) for part in 0..<parts on up to `threads` threads (the caller and a pool of
+// threads - 1 workers, made by the first call, that spin briefly between loops before they sleep) and
+// returns when all are done. A call from inside a task, or while another thread's loop runs, runs inline.
+typedef void (*recr1_task)(void *context, int part);
+void recr1_parallel_for(int parts, int threads, recr1_task task, void *context);
+// Sends spinning workers to sleep now: called before a BLAS or oneDNN product, whose own threads need the
+// cores. The next loop wakes them.
+void recr1_parallel_park(void);
+
 // Skinny matrix product for few rows (decoding): for n in [n0, n1) and each of the m rows,
 //     out[r * ldo + n] = beta * out[r * ldo + n] + sum_k x[r * k + i] * w[n * k + i]
 // w is [N x k] row-major (a linear layer's weight, out x in). Each weight row is read from memory once
