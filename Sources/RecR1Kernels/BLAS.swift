@@ -40,8 +40,10 @@ public enum BLAS {
         beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int
     ) {
         recr1_parallel_park()  // OpenBLAS's threads need the cores our pool's workers would spin on
-        recr1_sgemm(transA ? 1 : 0, transB ? 1 : 0, Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda),
-                    b, Int32(ldb), beta, c, Int32(ldc))
+        MatMulClock.measure {
+            recr1_sgemm(transA ? 1 : 0, transB ? 1 : 0, Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda),
+                        b, Int32(ldb), beta, c, Int32(ldc))
+        }
     }
 }
 
@@ -64,6 +66,35 @@ public struct CPUFeatures: CustomStringConvertible {
             ("avx512vl", avx512vl), ("avx512bf16", avx512bf16), ("amx-tile", amxTile), ("amx-bf16", amxBF16),
         ]
         return named.filter { $0.1 }.map { $0.0 }.joined(separator: " ")
+    }
+}
+
+/// Wall time spent in matrix products while switched on (for the benchmark's split between products
+/// and everything else). Counted at the leaves: OpenBLAS, oneDNN and the few-row C kernels.
+public enum MatMulClock {
+    private static let lock = NSLock()
+    private static var on = false
+    private static var total = Duration.zero
+
+    /// Starts counting from zero.
+    public static func start() { lock.withLock { on = true; total = .zero } }
+
+    /// Stops counting; the seconds counted since `start`.
+    public static func stop() -> Double {
+        lock.withLock {
+            on = false
+            return Double(total.components.seconds) + Double(total.components.attoseconds) * 1e-18
+        }
+    }
+
+    @inline(__always)
+    static func measure<T>(_ body: () -> T) -> T {
+        guard lock.withLock({ on }) else { return body() }
+        let start = ContinuousClock.now
+        let result = body()
+        let elapsed = ContinuousClock.now - start
+        lock.withLock { total += elapsed }
+        return result
     }
 }
 
@@ -106,11 +137,12 @@ public enum MatMul {
         if backend != .openblas {
             recr1_parallel_park()
             var message = [CChar](repeating: 0, count: 256)
-            if recr1_dnnl_gemm(transA ? 1 : 0, transB ? 1 : 0, Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b,
-                               Int32(ldb), beta, c, Int32(ldc), backend == .onednnBF16 && !fp32 ? 1 : 0, &message,
-                               Int32(message.count)) == 0 {
-                return
+            let status = MatMulClock.measure {
+                recr1_dnnl_gemm(transA ? 1 : 0, transB ? 1 : 0, Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b,
+                                Int32(ldb), beta, c, Int32(ldc), backend == .onednnBF16 && !fp32 ? 1 : 0, &message,
+                                Int32(message.count))
             }
+            if status == 0 { return }
             lastBackendError = String(cString: message)
         }
         BLAS.sgemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
@@ -131,15 +163,19 @@ public enum MatMul {
         let beta: Float = accumulate ? 1 : 0
         if rows <= skinnyRowLimit, useQuantized, let quantized {
             precondition(quantized.rows == outDim && quantized.cols == inDim)
-            quantized.blocks.withUnsafeBufferPointer { blocks in
-                forEachOutputSlice(outDim) { start, end in
-                    recr1_quantized_rows(quantized.type.rawValue, Int32(rows), Int32(start), Int32(end), Int32(inDim), x,
-                                         blocks.baseAddress!, out, Int32(outDim), beta)
+            MatMulClock.measure {
+                quantized.blocks.withUnsafeBufferPointer { blocks in
+                    forEachOutputSlice(outDim) { start, end in
+                        recr1_quantized_rows(quantized.type.rawValue, Int32(rows), Int32(start), Int32(end), Int32(inDim), x,
+                                             blocks.baseAddress!, out, Int32(outDim), beta)
+                    }
                 }
             }
         } else if rows <= skinnyRowLimit {
-            forEachOutputSlice(outDim) { start, end in
-                recr1_linear_rows(Int32(rows), Int32(start), Int32(end), Int32(inDim), x, w, out, Int32(outDim), beta)
+            MatMulClock.measure {
+                forEachOutputSlice(outDim) { start, end in
+                    recr1_linear_rows(Int32(rows), Int32(start), Int32(end), Int32(inDim), x, w, out, Int32(outDim), beta)
+                }
             }
         } else {
             gemm(transA: false, transB: true, m: rows, n: outDim, k: inDim, a: x, lda: inDim, b: w, ldb: inDim,
@@ -174,7 +210,7 @@ public enum MatMul {
             return
         }
         let parts = Parallel.threads
-        Parallel.forEach(parts) { part in
+        MatMulClock.measure { Parallel.forEach(parts) { part in
             for p in projections {
                 let chunk = (p.outDim / parts + 3) / 4 * 4
                 let start = min(part * chunk, p.outDim), end = min(start + chunk, p.outDim)
@@ -191,7 +227,7 @@ public enum MatMul {
                     }
                 }
             }
-        }
+        } }
         for p in projections {
             guard let bias = p.bias else { continue }
             for r in 0..<rows { Kernels.axpy(1, bias, p.out + r * p.outDim, p.outDim) }

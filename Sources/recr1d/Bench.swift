@@ -12,7 +12,7 @@ import RecR1Tokenizer
 /// reference (scripts/reference/bench_torch.py) measured in the same run.
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Measure decode and score throughput; print JSON.",
+        abstract: "Measure decode, score and training throughput; print JSON.",
         discussion: """
             decode_1x64, decode_8x64: an 84-token ChatML prompt is prefilled once, its cache shared by the \
             samples, then 64 new tokens each are sampled (temperature 1, no top-k/top-p, end tokens not \
@@ -20,7 +20,8 @@ struct Bench: ParsableCommand {
             8 sequences x 128 tokens in one pass; tok/s = 1024 / seconds. train_lora_8x128, train_full_8x128: \
             one optimiser step (forward, backward, AdamW) of SFT on 8 x 128 tokens, LoRA (rank 16, all seven \
             layers) or full fine-tuning; tok/s = 1024 / seconds. Each figure is the median of \
-            --repeats runs after a warm-up. With --reference, the PyTorch script runs too and ratios are added.
+            --repeats runs after a warm-up; matmul_share is the share of their wall time spent in matrix \
+            products. With --reference, the PyTorch script runs too and ratios are added.
             """)
 
     @Option(help: "A GGUF file or Hugging Face directory (default: SmolLM2 from its package).")
@@ -99,7 +100,7 @@ struct Bench: ParsableCommand {
             let runs = measure("decode \(batch)x64") {
                 settings.seed = 1
                 let total = time { _ = generator.generate(prompts: [prompt], n: batch, settings: settings) }
-                return total - prefill.sorted()[prefill.count / 2]
+                return total - prefill.median
             }
             result["decode_\(batch)x64"] = summary(runs, tokens: batch * 64)
         }
@@ -190,20 +191,32 @@ struct Bench: ParsableCommand {
     }
 
     /// One warm-up, then `repeats` timed runs; `body` returns seconds.
-    func measure(_ what: String, _ body: () -> Double) -> [Double] {
+    /// Timed runs of `body` (which returns the seconds that count) after a warm-up, and the share of the
+    /// runs' wall time spent in matrix products (for decoding, its prefill included).
+    func measure(_ what: String, _ body: () -> Double) -> Runs {
         progress("\(what): warm-up")
         _ = body()
-        return (1...repeats).map { index in
-            let s = body()
+        var wall = 0.0
+        MatMulClock.start()
+        let seconds = (1...repeats).map { index in
+            var s = 0.0
+            wall += time { s = body() }
             progress("\(what): run \(index)/\(repeats) \(rounded(s, 3)) s")
             return s
         }
+        return Runs(seconds: seconds, matmulShare: MatMulClock.stop() / wall)
     }
 
-    func summary(_ runs: [Double], tokens: Int) -> [String: Any] {
-        let median = runs.sorted()[runs.count / 2], best = runs.min()!
-        return ["tok_per_s": rounded(Double(tokens) / median, 2), "best_tok_per_s": rounded(Double(tokens) / best, 2),
-                "seconds": runs.map { rounded($0, 4) }]
+    struct Runs {
+        var seconds: [Double]
+        var matmulShare: Double
+        var median: Double { seconds.sorted()[seconds.count / 2] }
+    }
+
+    func summary(_ runs: Runs, tokens: Int) -> [String: Any] {
+        let best = runs.seconds.min()!
+        return ["tok_per_s": rounded(Double(tokens) / runs.median, 2), "best_tok_per_s": rounded(Double(tokens) / best, 2),
+                "seconds": runs.seconds.map { rounded($0, 4) }, "matmul_share": rounded(runs.matmulShare, 3)]
     }
 
     func time(_ body: () -> Void) -> Double {
