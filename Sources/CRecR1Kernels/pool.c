@@ -2,7 +2,9 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
+#include <time.h>
 #if defined(__x86_64__)
 #include <immintrin.h>
 #define CPU_RELAX() _mm_pause()
@@ -13,66 +15,87 @@
 // A fork-join pool for the engine's short parallel loops. A decoding step runs ~150 of them, each tens of
 // microseconds long, and waking a sleeping thread costs about as much; so the workers spin for a while
 // after each loop (catching the next one at once) and only then sleep on a condition variable.
+//
+// Parts are claimed from `cursor`, one 64-bit word holding (loop number << 32 | next part), by
+// compare-and-swap. A loop's task, context and part count are written before its cursor is published and
+// changed only after the caller has seen every part finish and closed the cursor, so a worker that comes
+// late (still holding an old cursor value) fails its compare-and-swap instead of running a stale part.
 
-enum { SPIN_ROUNDS = 20000, MAX_WORKERS = 63 };  // about 50-100 µs of pause instructions
+enum { MAX_WORKERS = 63 };
+static const long SPIN_NANOSECONDS = 100000;  // how long an idle worker spins before it sleeps
+static const uint32_t CLOSED = 0xffffffffu;    // the cursor's part once a loop is over
 
 static struct {
     pthread_once_t once;
     pthread_mutex_t run_lock;   // one loop at a time; a second caller runs its loop inline
     pthread_mutex_t sleep_lock;
     pthread_cond_t wake;
-    atomic_uint generation;     // bumped for each loop
+    _Atomic uint64_t cursor;    // (loop << 32) | next part to claim
     atomic_int sleepers;
     atomic_int parked;          // set before a BLAS call: spinning workers go to sleep at once
-    atomic_int next_part;       // parts are claimed by fetch-add
-    atomic_int remaining;       // parts not yet finished
-    int parts;
-    recr1_task task;
-    void *context;
+    atomic_int remaining;       // parts of the current loop not yet finished
+    _Atomic int parts;
+    recr1_task _Atomic task;
+    void *_Atomic context;
     int workers;
 } pool = {.once = PTHREAD_ONCE_INIT, .run_lock = PTHREAD_MUTEX_INITIALIZER,
-          .sleep_lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER};
+          .sleep_lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER, .cursor = CLOSED};
 
 static _Thread_local int inside_loop;  // a loop started from inside a loop runs inline
 
+static uint32_t loop_of(uint64_t cursor) { return (uint32_t)(cursor >> 32); }
+static uint32_t part_of(uint64_t cursor) { return (uint32_t)cursor; }
+
+// Claims and runs parts of the open loop until none is left.
 static void claim_parts(void) {
+    uint64_t cursor = atomic_load(&pool.cursor);
     for (;;) {
-        int part = atomic_fetch_add(&pool.next_part, 1);
-        if (part >= pool.parts) return;
-        pool.task(pool.context, part);
+        uint32_t part = part_of(cursor);
+        if (part == CLOSED || part >= (uint32_t)atomic_load(&pool.parts)) return;
+        if (!atomic_compare_exchange_weak(&pool.cursor, &cursor, cursor + 1)) continue;  // cursor reloaded
+        // The loop stays open until this part is counted, so its task and context are the ones read here.
+        atomic_load(&pool.task)(atomic_load(&pool.context), (int)part);
         atomic_fetch_sub_explicit(&pool.remaining, 1, memory_order_release);
+        cursor = atomic_load(&pool.cursor);
     }
 }
+
+static long elapsed_nanoseconds(const struct timespec *since) {
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (now.tv_sec - since->tv_sec) * 1000000000L + (now.tv_nsec - since->tv_nsec);
+}
+
+static int has_new_loop(uint32_t seen) { return loop_of(atomic_load(&pool.cursor)) != seen; }
 
 static void *worker(void *unused) {
     (void)unused;
     inside_loop = 1;
-    unsigned seen = atomic_load(&pool.generation);
+    uint32_t seen = loop_of(atomic_load(&pool.cursor));
     for (;;) {
-        int spins = 0;
-        while (atomic_load_explicit(&pool.generation, memory_order_acquire) == seen && spins < SPIN_ROUNDS &&
-               !atomic_load_explicit(&pool.parked, memory_order_relaxed)) {
+        struct timespec start;
+        clock_gettime(CLOCK_MONOTONIC, &start);
+        for (int round = 1; !has_new_loop(seen) && !atomic_load_explicit(&pool.parked, memory_order_relaxed); round++) {
             CPU_RELAX();
-            spins++;
+            if (round % 64 == 0 && elapsed_nanoseconds(&start) > SPIN_NANOSECONDS) break;
         }
-        if (atomic_load(&pool.generation) == seen) {
+        if (!has_new_loop(seen)) {
             pthread_mutex_lock(&pool.sleep_lock);
             atomic_fetch_add(&pool.sleepers, 1);
-            while (atomic_load(&pool.generation) == seen) pthread_cond_wait(&pool.wake, &pool.sleep_lock);
+            while (!has_new_loop(seen)) pthread_cond_wait(&pool.wake, &pool.sleep_lock);
             atomic_fetch_sub(&pool.sleepers, 1);
             pthread_mutex_unlock(&pool.sleep_lock);
         }
-        seen = atomic_load(&pool.generation);
+        seen = loop_of(atomic_load(&pool.cursor));
         claim_parts();
     }
     return NULL;
 }
 
-static int requested_workers = -1;
+static int requested_workers;
 
 static void start_workers(void) {
-    int count = requested_workers;
-    if (count > MAX_WORKERS) count = MAX_WORKERS;
+    int count = requested_workers > MAX_WORKERS ? MAX_WORKERS : requested_workers;
     for (int i = 0; i < count; i++) {
         pthread_t thread;
         pthread_attr_t attributes;
@@ -89,15 +112,17 @@ void recr1_parallel_for(int parts, int threads, recr1_task task, void *context) 
         for (int part = 0; part < parts; part++) task(context, part);
         return;
     }
-    if (requested_workers < 0) requested_workers = threads - 1;  // fixed by the first loop
+    // The pool's size is fixed by the first loop (recr1d sets its thread count once, at start).
+    if (requested_workers == 0) requested_workers = threads - 1;
     pthread_once(&pool.once, start_workers);
-    pool.task = task;
-    pool.context = context;
-    pool.parts = parts;
+
+    uint32_t loop = loop_of(atomic_load(&pool.cursor)) + 1;
+    atomic_store(&pool.task, task);
+    atomic_store(&pool.context, context);
+    atomic_store(&pool.parts, parts);
     atomic_store(&pool.remaining, parts);
-    atomic_store(&pool.next_part, 0);
     atomic_store(&pool.parked, 0);
-    atomic_fetch_add(&pool.generation, 1);  // seq_cst: ordered before the read of sleepers below
+    atomic_store(&pool.cursor, (uint64_t)loop << 32);  // publishes the loop (seq_cst: before the read below)
     if (atomic_load(&pool.sleepers) > 0) {
         pthread_mutex_lock(&pool.sleep_lock);
         pthread_cond_broadcast(&pool.wake);
@@ -107,6 +132,7 @@ void recr1_parallel_for(int parts, int threads, recr1_task task, void *context) 
     claim_parts();
     inside_loop = 0;
     while (atomic_load_explicit(&pool.remaining, memory_order_acquire) > 0) CPU_RELAX();
+    atomic_store(&pool.cursor, ((uint64_t)loop << 32) | CLOSED);  // late claims for this loop now fail
     pthread_mutex_unlock(&pool.run_lock);
 }
 

@@ -212,7 +212,7 @@ public enum MatMul {
         let parts = Parallel.threads
         MatMulClock.measure { Parallel.forEach(parts) { part in
             for p in projections {
-                let chunk = (p.outDim / parts + 3) / 4 * 4
+                let chunk = ((p.outDim + parts - 1) / parts + 3) / 4 * 4  // a multiple of 4; parts × chunk ≥ outDim
                 let start = min(part * chunk, p.outDim), end = min(start + chunk, p.outDim)
                 guard start < end else { continue }
                 if useQuantized, let quantized = p.quantized {
@@ -242,7 +242,7 @@ public enum MatMul {
             body(0, n)
             return
         }
-        let chunk = (n / parts + 3) / 4 * 4
+        let chunk = ((n + parts - 1) / parts + 3) / 4 * 4  // a multiple of 4; parts × chunk ≥ n
         Parallel.forEach(parts) { part in
             let start = min(part * chunk, n)
             body(start, min(start + chunk, n))

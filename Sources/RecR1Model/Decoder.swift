@@ -50,17 +50,16 @@ public final class Decoder {
     /// Activations for up to `rows` rows: one allocation per buffer, grown on demand, reused across calls.
     final class Workspace {
         private(set) var rows = 0
-        private(set) var context = 0
         let x = Buffer(), xNorm = Buffer()       // [rows × dim] the residual stream, and its normalised copy
         let q = Buffer(), attention = Buffer()   // [rows × qDim]
         let k = Buffer(), v = Buffer()           // [rows × kvDim]
         let gate = Buffer(), up = Buffer()       // [rows × ffnDim]
         let cos = Buffer(), sin = Buffer()       // [rows × headDim/2] RoPE of each row's position
-        let scores = Buffer()                    // [decoded rows × context] one head's attention weights, a line a row
+        let scores = Buffer()                    // [decoded rows × positions] one head's attention weights, a line a row
         let runScores = Buffer()                 // [run rows × positions] one head's weights for a run
         let adapterHidden = Buffer()             // [rows × rank] x·Aᵀ of the adapter being applied
 
-        func ensure(rows: Int, config c: ModelConfig, context: Int) {
+        func ensure(rows: Int, config c: ModelConfig) {
             if rows > self.rows {
                 self.rows = rows
                 x.resize(rows * c.dim); xNorm.resize(rows * c.dim)
@@ -68,9 +67,6 @@ public final class Decoder {
                 k.resize(rows * c.kvDim); v.resize(rows * c.kvDim)
                 gate.resize(rows * c.ffnDim); up.resize(rows * c.ffnDim)
                 cos.resize(rows * c.headDim / 2); sin.resize(rows * c.headDim / 2)
-            }
-            if context > self.context {
-                self.context = context
             }
         }
     }
@@ -80,7 +76,7 @@ public final class Decoder {
     public func forward(_ rows: [Row], cache: KVCache, logitRows: [Int]) -> [Float] {
         let c = config
         precondition(rows.allSatisfy { $0.position < cache.capacity && $0.slot < cache.slots })
-        work.ensure(rows: rows.count, config: c, context: cache.capacity)
+        work.ensure(rows: rows.count, config: c)
 
         // Embedding lookup, and the RoPE angles of each row's position.
         let half = c.headDim / 2
@@ -133,10 +129,11 @@ public final class Decoder {
             }
         }
         // Decoding: rows are independent, so they run in parallel, each with its own line of scores.
-        work.scores.resize(single.count * work.context)
+        let line = single.map { rows[$0].position + 1 }.max() ?? 0
+        work.scores.resize(single.count * line)
         Parallel.rows(single.count, minimumPerThread: 1) { range in
             for i in range {
-                attendRow(layer: layer, r: single[i], row: rows[single[i]], cache: cache, scores: work.scores.p + i * work.context)
+                attendRow(layer: layer, r: single[i], row: rows[single[i]], cache: cache, scores: work.scores.p + i * line)
             }
         }
         // x += attention · Woᵀ (the residual add folded into the product).

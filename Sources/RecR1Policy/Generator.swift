@@ -64,7 +64,8 @@ public final class Generator {
     /// Several requests in one pass: one prefill of all their prompts, then every unfinished sample of
     /// every request advances in the same forward pass each step. A request's samples draw from streams
     /// numbered within the request, so its completions do not depend on what else shares the pass.
-    public func generate(_ requests: [Request]) -> [[[Completion]]] {
+    /// `finished(r, completions)` is called as soon as request r's samples are all done, before the pass ends.
+    public func generate(_ requests: [Request], finished: (Int, [[Completion]]) -> Void = { _, _ in }) -> [[[Completion]]] {
         precondition(requests.allSatisfy { !$0.prompts.isEmpty && $0.n > 0 && $0.prompts.allSatisfy { !$0.isEmpty } })
         let vocab = decoder.config.vocabSize
         let capacity = requests.map { request in
@@ -107,6 +108,19 @@ public final class Generator {
             }
         }
 
+        func completions(_ r: Int) -> [[Completion]] {
+            (0..<requests[r].prompts.count).map { p in samples.filter { $0.request == r && $0.prompt == p }.map(\.completion) }
+        }
+        var reported = [Bool](repeating: false, count: requests.count)
+        func reportFinishedRequests() {
+            var open = [Bool](repeating: false, count: requests.count)
+            for sample in samples where !sample.done { open[sample.request] = true }
+            for r in requests.indices where !reported[r] && !open[r] {
+                reported[r] = true
+                finished(r, completions(r))
+            }
+        }
+
         var scratch: [Float] = []
         while true {
             var next: [Decoder.Row] = []
@@ -139,15 +153,12 @@ public final class Generator {
                 next = kept.map(\.0)
                 owners = kept.map(\.1)
             }
+            reportFinishedRequests()
             if next.isEmpty { break }
             logits = decoder.forward(next, cache: cache, logitRows: Array(next.indices))
             for (row, i) in owners.enumerated() { logitRow[i] = row }
         }
-        return requests.indices.map { r in
-            (0..<requests[r].prompts.count).map { p in
-                samples.filter { $0.request == r && $0.prompt == p }.map(\.completion)
-            }
-        }
+        return requests.indices.map(completions)
     }
 
     private func finish(_ sample: inout Sample, _ reason: FinishReason) {

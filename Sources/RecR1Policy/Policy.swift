@@ -131,14 +131,17 @@ public final class Policy {
         try exclusive(deadline: deadline) { generateHoldingEngine(requests) }
     }
 
-    /// `generate` for a caller that already holds the engine (inside `exclusive`).
-    public func generateHoldingEngine(_ requests: [Generator.Request]) -> (completions: [[[Completion]]], version: UInt64) {
+    /// `generate` for a caller that already holds the engine (inside `exclusive`); `finished` hears of each
+    /// request as soon as its samples are done.
+    public func generateHoldingEngine(_ requests: [Generator.Request], finished: (Int, [[Completion]], UInt64) -> Void = { _, _, _ in })
+        -> (completions: [[[Completion]]], version: UInt64) {
         var requests = requests
         for r in requests.indices where requests[r].settings.seed == nil { requests[r].settings.seed = seeder.next() }
         let generator = Generator(decoder: decoder, endTokens: endTokens) { [tokenizer] tokens in
             tokenizer.decode(tokens.map(Int.init))
         }
-        return (generator.generate(requests), currentVersion)
+        let version = currentVersion
+        return (generator.generate(requests) { finished($0, $1, version) }, version)
     }
 
     public func score(_ items: [(prompt: [Int32], completion: [Int32])]) throws -> (logprobs: [[Float]], version: UInt64) {

@@ -2,9 +2,10 @@ import Foundation
 import RecR1Policy
 
 /// Concurrent Generate requests share one engine pass. Requests queue here; the first one that finds no
-/// pass being gathered leads: it waits for the engine, takes every queued request that fits the budget
-/// (its own first, then in arrival order), runs them together and hands each its completions. Requests
-/// that arrive while a pass runs form the next one, so batches grow exactly when the engine is busy.
+/// pass being gathered leads: it waits for the engine, takes the queued requests in arrival order while
+/// they fit the budget, runs them together and hands each its completions as soon as that request is done
+/// (the leader's own reply waits for the whole pass). Requests that arrive while a pass runs form the next
+/// one, so batches grow exactly when the engine is busy.
 final class GenerateBatcher {
     struct Output {
         var completions: [[Completion]]
@@ -67,15 +68,16 @@ final class GenerateBatcher {
         return try job.result!.get()
     }
 
-    /// Waits for the engine, gathers a pass around `own` and runs it. Called without the condition's lock.
+    /// Waits for the engine (until `own`'s deadline), gathers a pass and runs it. Called without the
+    /// condition's lock.
     private func lead(_ own: Job, deadline: Date?) {
         do {
             try policy.exclusive(deadline: deadline) {
-                let pass = condition.withLock { gather(around: own) }
-                let (completions, version) = policy.generateHoldingEngine(pass.map(\.request))
-                condition.withLock {
-                    for (job, result) in zip(pass, completions) {
-                        job.result = .success(Output(completions: result, version: version, batchedRequests: pass.count))
+                let pass = condition.withLock { gather() }
+                _ = policy.generateHoldingEngine(pass.map(\.request)) { index, completions, version in
+                    condition.withLock {
+                        pass[index].result = .success(Output(completions: completions, version: version, batchedRequests: pass.count))
+                        condition.broadcast()
                     }
                 }
             }
@@ -88,17 +90,17 @@ final class GenerateBatcher {
         }
     }
 
-    /// Takes `own` and then, in arrival order, the queued requests that keep the pass within the budget.
-    private func gather(around own: Job) -> [Job] {
-        var pass = [own]
-        var sequences = own.sequences, length = own.length
-        for job in queue where job !== own && maxBatchTokens > 0 {
+    /// Takes queued requests in arrival order while the pass stays within the budget (the first always), so
+    /// that a large request is never passed over by later small ones. The leader's own may wait for the next.
+    private func gather() -> [Job] {
+        var pass: [Job] = []
+        var sequences = 0, length = 0
+        for job in queue {
             let grown = (sequences + job.sequences) * max(length, job.length)
-            if grown <= maxBatchTokens {
-                pass.append(job)
-                sequences += job.sequences
-                length = max(length, job.length)
-            }
+            guard pass.isEmpty || (maxBatchTokens > 0 && grown <= maxBatchTokens) else { break }
+            pass.append(job)
+            sequences += job.sequences
+            length = max(length, job.length)
         }
         for job in pass { job.taken = true }
         queue.removeAll { job in pass.contains { $0 === job } }

@@ -62,6 +62,23 @@ final class GeneratorTests: EngineTestCase {
         XCTAssertTrue(together[0].joined().allSatisfy { $0.finish == .length || $0.tokens.last == end })
     }
 
+    func testEachRequestIsReportedOnceAsSoonAsItIsDone() {
+        let model = DecoderTests.randomModel(seed: 83)
+        let generator = generator(model)
+        var requests = requests()
+        requests[1].settings.maxNewTokens = 2   // done long before the others
+        requests[1].settings.stopTokenIds = []
+        var order: [Int] = []
+        var reported: [Int: [[Completion]]] = [:]
+        let together = generator.generate(requests) { r, completions in
+            order.append(r)
+            reported[r] = completions
+        }
+        XCTAssertEqual(order.sorted(), [0, 1, 2, 3], "each request once")
+        XCTAssertEqual(order.first, 1, "the two-token request is reported first")
+        for r in requests.indices { XCTAssertEqual(reported[r], together[r]) }
+    }
+
     func testARequestToldToStopEndsAndTheOthersGoOn() {
         let model = DecoderTests.randomModel(seed: 82)
         let generator = generator(model)
