@@ -12,17 +12,37 @@ final class ParallelTests: XCTestCase {
         Parallel.threads = max(2, ProcessInfo.processInfo.activeProcessorCount)
     }
 
+    /// Loops of varied sizes back to back, some nested: every part of every loop runs exactly once, and none
+    /// runs after its loop returned (each loop's state is marked dead on return).
     func testEveryPartRunsOnceInManyConsecutiveLoops() {
-        let parts = 7
-        let counts = UnsafeMutablePointer<Int>.allocate(capacity: parts)
-        defer { counts.deallocate() }
-        counts.initialize(repeating: 0, count: parts)
-        for loop in 0..<20_000 {
-            Parallel.forEach(parts) { part in counts[part] += 1 }  // each part owns its own counter
-            if loop % 5_000 == 0 { Thread.sleep(forTimeInterval: 0.005) }  // let the workers fall asleep now and then
+        let lock = NSLock()
+        var duplicates = 0, missing = 0, late = 0
+        var random = SplitMix(seed: 11)
+        for loop in 0..<200_000 {
+            let parts = 1 + Int(random.next() % 40)
+            let counts = UnsafeMutablePointer<Int32>.allocate(capacity: parts + 1)  // the last slot: 1 while alive
+            counts.initialize(repeating: 0, count: parts + 1)
+            counts[parts] = 1
+            Parallel.forEach(parts) { part in
+                if counts[parts] != 1 { lock.withLock { late += 1 } }
+                lock.withLock {
+                    counts[part] += 1
+                    if counts[part] != 1 { duplicates += 1 }
+                }
+                if part % 13 == 5 { Parallel.forEach(3) { _ in } }  // nested: runs inline
+            }
+            counts[parts] = 0
+            missing += (0..<parts).filter { counts[$0] == 0 }.count
+            if loop % 50_000 == 0 { Thread.sleep(forTimeInterval: 0.005) }  // let the workers fall asleep now and then
+            leftovers.append(counts)  // freed at the end: a part that ran after its loop returned finds the marker at 0
         }
-        XCTAssertEqual(Array(UnsafeBufferPointer(start: counts, count: parts)), Array(repeating: 20_000, count: parts))
+        leftovers.forEach { $0.deallocate() }
+        leftovers.removeAll()
+        XCTAssertEqual(duplicates, 0)
+        XCTAssertEqual(missing, 0)
+        XCTAssertEqual(late, 0)
     }
+    private var leftovers: [UnsafeMutablePointer<Int32>] = []
 
     func testLoopsUseMoreThanOneThread() {
         let lock = NSLock()
