@@ -1,11 +1,11 @@
 import Foundation
 import RecR1Policy
 
-/// Concurrent Generate requests share one engine pass. Requests queue here; the first one that finds no
-/// pass being gathered leads: it waits for the engine, takes the queued requests in arrival order while
-/// they fit the budget, runs them together and hands each its completions as soon as that request is done
-/// (the leader's own reply waits for the whole pass). Requests that arrive while a pass runs form the next
-/// one, so batches grow exactly when the engine is busy.
+/// Concurrent Generate requests share one engine pass. Request threads queue their requests here and
+/// wait; one generation thread takes the engine, gathers the queued requests in arrival order while they
+/// fit the budget, runs them together and hands each its completions as soon as that request's samples are
+/// done. Requests that arrive while a pass runs form the next one, so passes grow exactly when the engine
+/// is busy. Score, Update and the rest take the same engine lock, so they interleave between passes.
 final class GenerateBatcher {
     struct Output {
         var completions: [[Completion]]
@@ -20,7 +20,7 @@ final class GenerateBatcher {
         let sequences: Int
         let length: Int
         var taken = false
-        var result: Result<Output, Error>?
+        var result: Output?
 
         init(_ request: Generator.Request) {
             self.request = request
@@ -35,28 +35,29 @@ final class GenerateBatcher {
     let maxBatchTokens: Int
     private let condition = NSCondition()
     private var queue: [Job] = []
-    private var gathering = false
 
+    /// Starts the generation thread; it sleeps while nothing is queued and ends within a second of the
+    /// batcher's release.
     init(policy: Policy, maxBatchTokens: Int) {
         self.policy = policy
         self.maxBatchTokens = maxBatchTokens
+        let thread = Thread { [weak self] in
+            while let batcher = self { batcher.runNextPass(waitingAtMost: 1) }
+        }
+        thread.name = "recr1d.generate"
+        thread.start()
     }
 
-    /// Runs `request` in the next pass; throws `Policy.EngineBusy` when the deadline passes before it is taken.
+    /// Runs `request` in the next pass that has room; throws `Policy.EngineBusy` when the deadline passes
+    /// before a pass takes it (once taken, the request's own `shouldStop` ends it at its deadline).
     func generate(_ request: Generator.Request, deadline: Date?) throws -> Output {
         let job = Job(request)
         condition.lock()
         defer { condition.unlock() }
         queue.append(job)
+        condition.broadcast()
         while job.result == nil {
-            if !gathering && !job.taken {
-                gathering = true
-                condition.unlock()
-                lead(job, deadline: deadline)
-                condition.lock()
-                gathering = false
-                condition.broadcast()
-            } else if let deadline, !job.taken {
+            if let deadline, !job.taken {
                 if !condition.wait(until: deadline), job.result == nil, !job.taken {
                     queue.removeAll { $0 === job }
                     throw Policy.EngineBusy()
@@ -65,33 +66,31 @@ final class GenerateBatcher {
                 condition.wait()
             }
         }
-        return try job.result!.get()
+        return job.result!
     }
 
-    /// Waits for the engine (until `own`'s deadline), gathers a pass and runs it. Called without the
-    /// condition's lock.
-    private func lead(_ own: Job, deadline: Date?) {
-        do {
-            try policy.exclusive(deadline: deadline) {
-                let pass = condition.withLock { gather() }
-                _ = policy.generateHoldingEngine(pass.map(\.request)) { index, completions, version in
-                    condition.withLock {
-                        pass[index].result = .success(Output(completions: completions, version: version, batchedRequests: pass.count))
-                        condition.broadcast()
-                    }
+    /// The generation thread's work: waits (at most `seconds`) for a queued request, then for the engine,
+    /// then runs a pass.
+    private func runNextPass(waitingAtMost seconds: Double) {
+        let queued = condition.withLock {
+            if queue.isEmpty { condition.wait(until: Date().addingTimeInterval(seconds)) }
+            return !queue.isEmpty
+        }
+        guard queued else { return }
+        try? policy.exclusive {  // no deadline: waits while Score or Update has the engine
+            let pass = condition.withLock { gather() }
+            guard !pass.isEmpty else { return }  // every queued request gave up while the engine was busy
+            _ = policy.generateHoldingEngine(pass.map(\.request)) { index, completions, version in
+                condition.withLock {
+                    pass[index].result = Output(completions: completions, version: version, batchedRequests: pass.count)
+                    condition.broadcast()
                 }
-            }
-        } catch {
-            // The deadline passed waiting for the engine: this request gives up; the queue stays for the next leader.
-            condition.withLock {
-                queue.removeAll { $0 === own }
-                own.result = .failure(error)
             }
         }
     }
 
     /// Takes queued requests in arrival order while the pass stays within the budget (the first always), so
-    /// that a large request is never passed over by later small ones. The leader's own may wait for the next.
+    /// that a large request is never passed over by later small ones.
     private func gather() -> [Job] {
         var pass: [Job] = []
         var sequences = 0, length = 0
@@ -103,7 +102,7 @@ final class GenerateBatcher {
             length = max(length, job.length)
         }
         for job in pass { job.taken = true }
-        queue.removeAll { job in pass.contains { $0 === job } }
+        queue.removeFirst(pass.count)
         return pass
     }
 }

@@ -3,6 +3,7 @@ they used; Update is serialised; overload is RESOURCE_EXHAUSTED with a retry hin
 that passes while a request waits for the engine is DEADLINE_EXCEEDED."""
 
 import threading
+import time
 
 import pytest
 
@@ -155,5 +156,33 @@ def test_max_batch_tokens_zero_runs_every_request_alone(tmp_path):
         results = run_all([lambda i=i: generate(i) for i in range(4)])
         assert not [r for r in results if isinstance(r, Exception)], results
         assert [r.batched_requests for r in results] == [1, 1, 1, 1]
+    finally:
+        daemon.stop()
+
+
+def test_a_short_request_returns_before_the_long_one_it_shares_a_pass_with(tmp_path):
+    daemon, address = start(tmp_path)
+    try:
+        story = [{"role": "user", "content": "Write a long story about a dragon and a knight."}]
+        done = {}
+
+        def timed(name, **kwargs):
+            def call():
+                threading.Event().wait(0.5)  # the first long request has the engine by then
+                with recr1.PolicyClient(address, timeout=600) as c:
+                    reply = c.generate([story], seed=7, **kwargs)
+                done[name] = time.monotonic()
+                return reply
+
+            return call
+
+        results = run_all([lambda: long_generate(address), timed("long", n=8, max_new_tokens=48),
+                           timed("short", n=1, max_new_tokens=2)])
+        assert not [r for r in results if isinstance(r, Exception)], results
+        long_reply, short_reply = results[1], results[2]
+        assert long_reply.batched_requests == short_reply.batched_requests == 2
+        assert len(short_reply.results[0].completions[0].token_ids) <= 2
+        assert max(len(c.token_ids) for c in long_reply.results[0].completions) > 2
+        assert done["short"] < done["long"], "the short request's reply does not wait for the rest of its pass"
     finally:
         daemon.stop()
