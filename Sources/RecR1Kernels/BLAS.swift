@@ -161,20 +161,10 @@ public enum MatMul {
                               quantized: QuantizedMatrix? = nil, bias: UnsafePointer<Float>? = nil, rows: Int,
                               inDim: Int, outDim: Int, accumulate: Bool = false, fp32: Bool = false) {
         let beta: Float = accumulate ? 1 : 0
-        if rows <= skinnyRowLimit, useQuantized, let quantized {
-            precondition(quantized.rows == outDim && quantized.cols == inDim)
+        if rows <= skinnyRowLimit {
             MatMulClock.measure {
-                quantized.blocks.withUnsafeBufferPointer { blocks in
-                    forEachOutputSlice(outDim) { start, end in
-                        recr1_quantized_rows(quantized.type.rawValue, Int32(rows), Int32(start), Int32(end), Int32(inDim), x,
-                                             blocks.baseAddress!, out, Int32(outDim), beta)
-                    }
-                }
-            }
-        } else if rows <= skinnyRowLimit {
-            MatMulClock.measure {
-                forEachOutputSlice(outDim) { start, end in
-                    recr1_linear_rows(Int32(rows), Int32(start), Int32(end), Int32(inDim), x, w, out, Int32(outDim), beta)
+                forEachOutputSlice(outDim) { slice in
+                    fewRows(slice, out, x, w, quantized: quantized, rows: rows, inDim: inDim, outDim: outDim, beta: beta)
                 }
             }
         } else {
@@ -210,42 +200,59 @@ public enum MatMul {
             return
         }
         let parts = Parallel.threads
-        MatMulClock.measure { Parallel.forEach(parts) { part in
-            for p in projections {
-                let chunk = ((p.outDim + parts - 1) / parts + 3) / 4 * 4  // a multiple of 4; parts × chunk ≥ outDim
-                let start = min(part * chunk, p.outDim), end = min(start + chunk, p.outDim)
-                guard start < end else { continue }
-                if useQuantized, let quantized = p.quantized {
-                    quantized.blocks.withUnsafeBufferPointer { blocks in
-                        recr1_quantized_rows(quantized.type.rawValue, Int32(rows), Int32(start), Int32(end), Int32(inDim), x,
-                                             blocks.baseAddress!, p.out, Int32(p.outDim), 0)
-                    }
-                } else {
+        MatMulClock.measure {
+            Parallel.forEach(parts) { part in
+                for p in projections {
+                    let slice = outputSlice(part, of: parts, p.outDim)
+                    guard !slice.isEmpty else { continue }
                     p.weight.withUnsafeBufferPointer { w in
-                        recr1_linear_rows(Int32(rows), Int32(start), Int32(end), Int32(inDim), x, w.baseAddress!, p.out,
-                                          Int32(p.outDim), 0)
+                        fewRows(slice, p.out, x, w.baseAddress!, quantized: p.quantized, rows: rows, inDim: inDim,
+                                outDim: p.outDim, beta: 0)
                     }
                 }
             }
-        } }
+        }
         for p in projections {
             guard let bias = p.bias else { continue }
             for r in 0..<rows { Kernels.axpy(1, bias, p.out + r * p.outDim, p.outDim) }
         }
     }
 
-    /// Splits the outputs 0..<n into one slice per thread (multiples of 4, which the kernels block by) and
-    /// runs them concurrently; small n runs inline.
-    private static func forEachOutputSlice(_ n: Int, _ body: (Int, Int) -> Void) {
+    /// Outputs `slice` of a few-row product, out = x · wᵀ + beta · out: from the weight's block-format copy
+    /// when it has one (and `useQuantized`), else from the fp32 weight.
+    private static func fewRows(_ slice: Range<Int>, _ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>,
+                                _ w: UnsafePointer<Float>, quantized: QuantizedMatrix?, rows: Int, inDim: Int, outDim: Int,
+                                beta: Float) {
+        if useQuantized, let quantized {
+            precondition(quantized.rows == outDim && quantized.cols == inDim)
+            quantized.blocks.withUnsafeBufferPointer { blocks in
+                recr1_quantized_rows(quantized.type.rawValue, Int32(rows), Int32(slice.lowerBound), Int32(slice.upperBound),
+                                     Int32(inDim), x, blocks.baseAddress!, out, Int32(outDim), beta)
+            }
+        } else {
+            recr1_linear_rows(Int32(rows), Int32(slice.lowerBound), Int32(slice.upperBound), Int32(inDim), x, w, out,
+                              Int32(outDim), beta)
+        }
+    }
+
+    /// Thread `part` of `parts`'s share of the outputs 0..<n: a multiple of 4 (the kernels block by 4); the
+    /// shares together cover n.
+    private static func outputSlice(_ part: Int, of parts: Int, _ n: Int) -> Range<Int> {
+        let chunk = ((n + parts - 1) / parts + 3) / 4 * 4
+        let start = min(part * chunk, n)
+        return start..<min(start + chunk, n)
+    }
+
+    /// Splits the outputs 0..<n into one slice per thread and runs them concurrently; small n runs inline.
+    private static func forEachOutputSlice(_ n: Int, _ body: (Range<Int>) -> Void) {
         let parts = n >= 256 ? Parallel.threads : 1
         if parts == 1 {
-            body(0, n)
+            body(0..<n)
             return
         }
-        let chunk = ((n + parts - 1) / parts + 3) / 4 * 4  // a multiple of 4; parts × chunk ≥ n
         Parallel.forEach(parts) { part in
-            let start = min(part * chunk, n)
-            body(start, min(start + chunk, n))
+            let slice = outputSlice(part, of: parts, n)
+            if !slice.isEmpty { body(slice) }
         }
     }
 }

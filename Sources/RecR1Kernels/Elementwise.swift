@@ -60,7 +60,6 @@ public enum Kernels {
         return inverseRMS
     }
 
-    /// In-place softmax of n values.
     /// One decoding row's attention for one query head (recr1_attend_head): softmax(scale · q·Kᵀ) · V over
     /// `length` cached positions `stride` floats apart; `scores` is scratch for `length` floats.
     public static func attendHead(query: UnsafePointer<Float>, keys: UnsafePointer<Float>, values: UnsafePointer<Float>,
@@ -69,6 +68,7 @@ public enum Kernels {
         recr1_attend_head(query, keys, values, Int32(stride), Int32(length), Int32(headDim), scale, scores, out)
     }
 
+    /// In-place softmax of n values.
     public static func softmax(_ x: UnsafeMutablePointer<Float>, _ n: Int) { recr1_softmax(x, Int32(n)) }
 
     /// log Σ exp(x[i]), stably.

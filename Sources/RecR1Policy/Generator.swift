@@ -81,6 +81,7 @@ public final class Generator {
         var lastRows: [Int] = []
         var samples: [Sample] = []
         var logitRow: [Int] = []   // which row of `logits` each unfinished sample reads: at first its prompt's last
+        var groups: [(first: Int, n: Int, length: Int)] = []  // each prompt's slots, for sharing its prefill
         var slot = 0
         for (r, request) in requests.enumerated() {
             for (p, prompt) in request.prompts.enumerated() {
@@ -88,6 +89,7 @@ public final class Generator {
                     rows.append(Decoder.Row(token: token, slot: slot, position: position))
                 }
                 lastRows.append(rows.count - 1)
+                groups.append((slot, request.n, prompt.count))
                 for s in 0..<request.n {
                     samples.append(Sample(request: r, prompt: p, slot: slot + s, position: prompt.count,
                                           random: RandomStream(seed: seeds[r], stream: UInt64(p * request.n + s)),
@@ -98,14 +100,8 @@ public final class Generator {
             }
         }
         var logits = decoder.forward(rows, cache: cache, logitRows: lastRows)
-        var groupStart = 0
-        for request in requests {
-            for prompt in request.prompts {
-                if request.n > 1 {
-                    cache.copyPrefix(from: groupStart, to: Array((groupStart + 1)..<(groupStart + request.n)), count: prompt.count)
-                }
-                groupStart += request.n
-            }
+        for group in groups where group.n > 1 {
+            cache.copyPrefix(from: group.first, to: Array((group.first + 1)..<(group.first + group.n)), count: group.length)
         }
 
         func completions(_ r: Int) -> [[Completion]] {

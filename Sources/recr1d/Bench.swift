@@ -190,7 +190,6 @@ struct Bench: ParsableCommand {
         return json
     }
 
-    /// One warm-up, then `repeats` timed runs; `body` returns seconds.
     /// Timed runs of `body` (which returns the seconds that count) after a warm-up, and the share of the
     /// runs' wall time spent in matrix products (for decoding, its prefill included).
     func measure(_ what: String, _ body: () -> Double) -> Runs {
