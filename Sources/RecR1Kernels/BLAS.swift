@@ -129,6 +129,40 @@ public enum MatMul {
     /// The last oneDNN failure (the product then ran on OpenBLAS instead), for Info and logs.
     public private(set) static var lastBackendError: String?
 
+    /// Products the calling thread keeps ready on oneDNN (one per shape, made on first use).
+    public static var dnnlProductsCached: Int { Int(recr1_dnnl_products_cached()) }
+
+    /// Whether a packed copy serves a product on the current backend: its type must be the backend's
+    /// (`fp32` products on a bf16 backend take the fp32 weights).
+    static func usable(_ packed: PackedMatrix?, fp32: Bool) -> PackedMatrix? {
+        guard let packed, backend != .openblas, packed.bf16 == (backend == .onednnBF16 && !fp32) else { return nil }
+        return packed
+    }
+
+    /// y[rows × n] = x · op(W) + beta · y from W's packed copy (forward: x · Wᵀ, n = outDim; backward: x · W,
+    /// n = inDim); false when it could not (the caller then multiplies by the fp32 weight).
+    static func packedProduct(_ packed: PackedMatrix, _ role: PackedMatrix.Role, rows: Int, x: UnsafePointer<Float>,
+                              beta: Float, y: UnsafeMutablePointer<Float>) -> Bool {
+        let (k, n) = role == .forward ? (packed.inDim, packed.outDim) : (packed.outDim, packed.inDim)
+        recr1_parallel_park()
+        var error: String?
+        let done = MatMulClock.measure {
+            packed.product(role, rows: rows, x: x, ldx: k, beta: beta, y: y, ldy: n, error: &error)
+        }
+        if let error { lastBackendError = error }
+        return done
+    }
+
+    /// dx[rows × inDim] (=, or += with `accumulate`) dy[rows × outDim] · W: the input gradient of a linear
+    /// layer whose weight W is [outDim × inDim].
+    public static func linearBackward(_ dx: UnsafeMutablePointer<Float>, _ dy: UnsafePointer<Float>, _ w: UnsafePointer<Float>,
+                                      packed: PackedMatrix? = nil, rows: Int, inDim: Int, outDim: Int, accumulate: Bool) {
+        if let packed = usable(packed, fp32: false),
+           packedProduct(packed, .backward, rows: rows, x: dy, beta: accumulate ? 1 : 0, y: dx) { return }
+        gemm(transA: false, transB: false, m: rows, n: inDim, k: outDim, a: dy, lda: outDim, b: w, ldb: inDim,
+             beta: accumulate ? 1 : 0, c: dx, ldc: inDim)
+    }
+
     /// Row-major C[m×n] = alpha · op(A) · op(B) + beta · C on the chosen backend: every large product of the
     /// engine comes here (small ones and attention stay on OpenBLAS).
     public static func gemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
@@ -156,10 +190,11 @@ public enum MatMul {
     public static var useQuantized = true
 
     /// out[rows × outDim] = x[rows × inDim] · wᵀ (+ bias), or with `accumulate` out += x · wᵀ, where w is
-    /// [outDim × inDim] row-major. `quantized`, the same matrix in a GGUF block format, serves few rows.
+    /// [outDim × inDim] row-major. `quantized`, the same matrix in a GGUF block format, serves few rows;
+    /// `packed`, its oneDNN copy, serves many on a oneDNN backend. `fp32` keeps a bf16 backend's product in fp32.
     public static func linear(_ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>,
-                              quantized: QuantizedMatrix? = nil, bias: UnsafePointer<Float>? = nil, rows: Int,
-                              inDim: Int, outDim: Int, accumulate: Bool = false, fp32: Bool = false) {
+                              quantized: QuantizedMatrix? = nil, packed: PackedMatrix? = nil, bias: UnsafePointer<Float>? = nil,
+                              rows: Int, inDim: Int, outDim: Int, accumulate: Bool = false, fp32: Bool = false) {
         let beta: Float = accumulate ? 1 : 0
         if rows <= skinnyRowLimit {
             MatMulClock.measure {
@@ -167,6 +202,8 @@ public enum MatMul {
                     fewRows(slice, out, x, w, quantized: quantized, rows: rows, inDim: inDim, outDim: outDim, beta: beta)
                 }
             }
+        } else if let packed = usable(packed, fp32: fp32), packedProduct(packed, .forward, rows: rows, x: x, beta: beta, y: out) {
+            // done on the packed copy
         } else {
             gemm(transA: false, transB: true, m: rows, n: outDim, k: inDim, a: x, lda: inDim, b: w, ldb: inDim,
                  beta: beta, c: out, ldc: outDim, fp32: fp32)
@@ -181,11 +218,13 @@ public enum MatMul {
         public var out: UnsafeMutablePointer<Float>
         public var weight: [Float]
         public var quantized: QuantizedMatrix?
+        public var packed: PackedMatrix?
         public var bias: [Float]?
         public var outDim: Int
 
-        public init(out: UnsafeMutablePointer<Float>, weight: [Float], quantized: QuantizedMatrix?, bias: [Float]?, outDim: Int) {
-            (self.out, self.weight, self.quantized, self.bias, self.outDim) = (out, weight, quantized, bias, outDim)
+        public init(out: UnsafeMutablePointer<Float>, weight: [Float], quantized: QuantizedMatrix?, packed: PackedMatrix? = nil,
+                    bias: [Float]?, outDim: Int) {
+            (self.out, self.weight, self.quantized, self.packed, self.bias, self.outDim) = (out, weight, quantized, packed, bias, outDim)
         }
     }
 
@@ -195,7 +234,8 @@ public enum MatMul {
     public static func linear(many projections: [Projection], _ x: UnsafePointer<Float>, rows: Int, inDim: Int) {
         guard rows <= skinnyRowLimit, projections.count > 1, Parallel.threads > 1 else {
             for p in projections {
-                linear(p.out, x, p.weight, quantized: p.quantized, bias: p.bias, rows: rows, inDim: inDim, outDim: p.outDim)
+                linear(p.out, x, p.weight, quantized: p.quantized, packed: p.packed, bias: p.bias, rows: rows, inDim: inDim,
+                       outDim: p.outDim)
             }
             return
         }

@@ -10,7 +10,10 @@ import RecR1Kernels
 /// position p of slot s attends to positions 0...p of that slot: the causal mask comes from the cache.
 public final class Decoder {
     public let config: ModelConfig
-    public var weights: ModelWeights
+    /// Changing them (an optimiser step, a checkpoint) marks the packed copies out of date.
+    public var weights: ModelWeights { didSet { packedWeights.weightsChanged() } }
+    /// The weights in oneDNN's layout, for products of many rows on a oneDNN backend.
+    public let packedWeights = PackedWeights()
     /// LoRA adapters added to the linear layers' outputs (nil: none, as in full fine-tuning).
     public var adapters: LoRAAdapters?
     /// False runs the base model alone: the reference policy of LoRA training.
@@ -100,9 +103,9 @@ public final class Decoder {
             for r in range { Kernels.rmsNorm(xn + r * c.dim, x + r * c.dim, w.attnNorm, c.dim, eps: c.normEps) }
         }
         MatMul.linear(many: [
-            .init(out: q, weight: w.wq, quantized: w.quantized.wq, bias: w.bq, outDim: c.qDim),
-            .init(out: k, weight: w.wk, quantized: w.quantized.wk, bias: w.bk, outDim: c.kvDim),
-            .init(out: v, weight: w.wv, quantized: w.quantized.wv, bias: w.bv, outDim: c.kvDim),
+            .init(out: q, weight: w.wq, quantized: w.quantized.wq, packed: packed(layer, .q, rows: n), bias: w.bq, outDim: c.qDim),
+            .init(out: k, weight: w.wk, quantized: w.quantized.wk, packed: packed(layer, .k, rows: n), bias: w.bk, outDim: c.kvDim),
+            .init(out: v, weight: w.wv, quantized: w.quantized.wv, packed: packed(layer, .v, rows: n), bias: w.bv, outDim: c.kvDim),
         ], xn, rows: n, inDim: c.dim)
         addAdapter(layer, .q, out: q, input: xn, rows: n)
         addAdapter(layer, .k, out: k, input: xn, rows: n)
@@ -137,8 +140,14 @@ public final class Decoder {
             }
         }
         // x += attention · Woᵀ (the residual add folded into the product).
-        MatMul.linear(x, att, w.wo, quantized: w.quantized.wo, rows: n, inDim: c.qDim, outDim: c.dim, accumulate: true)
+        MatMul.linear(x, att, w.wo, quantized: w.quantized.wo, packed: packed(layer, .o, rows: n), rows: n, inDim: c.qDim,
+                      outDim: c.dim, accumulate: true)
         addAdapter(layer, .o, out: x, input: att, rows: n)
+    }
+
+    /// The packed copy of a layer's matrix for a forward product of `rows` rows, when the backend uses one.
+    func packed(_ layer: Int, _ target: LoRATarget, rows: Int, role: PackedMatrix.Role = .forward) -> PackedMatrix? {
+        packedWeights.matrix(.layer(layer, target), role, rows: rows, weights: weights, config: config)
     }
 
     /// out += scale · (input·Aᵀ)·Bᵀ when the layer's `target` has an enabled adapter.
@@ -210,8 +219,10 @@ public final class Decoder {
             for r in range { Kernels.rmsNorm(xn + r * c.dim, x + r * c.dim, w.ffnNorm, c.dim, eps: c.normEps) }
         }
         MatMul.linear(many: [
-            .init(out: gate, weight: w.wGate, quantized: w.quantized.wGate, bias: nil, outDim: c.ffnDim),
-            .init(out: up, weight: w.wUp, quantized: w.quantized.wUp, bias: nil, outDim: c.ffnDim),
+            .init(out: gate, weight: w.wGate, quantized: w.quantized.wGate, packed: packed(layer, .gate, rows: n), bias: nil,
+                  outDim: c.ffnDim),
+            .init(out: up, weight: w.wUp, quantized: w.quantized.wUp, packed: packed(layer, .up, rows: n), bias: nil,
+                  outDim: c.ffnDim),
         ], xn, rows: n, inDim: c.dim)
         addAdapter(layer, .gate, out: gate, input: xn, rows: n)
         addAdapter(layer, .up, out: up, input: xn, rows: n)
@@ -219,7 +230,8 @@ public final class Decoder {
             Kernels.swiGLU(gate + range.lowerBound * c.ffnDim, up + range.lowerBound * c.ffnDim, range.count * c.ffnDim)
         }
         // x += swiglu · Wdownᵀ
-        MatMul.linear(x, gate, w.wDown, quantized: w.quantized.wDown, rows: n, inDim: c.ffnDim, outDim: c.dim, accumulate: true)
+        MatMul.linear(x, gate, w.wDown, quantized: w.quantized.wDown, packed: packed(layer, .down, rows: n), rows: n,
+                      inDim: c.ffnDim, outDim: c.dim, accumulate: true)
         addAdapter(layer, .down, out: x, input: gate, rows: n)
     }
 
@@ -235,7 +247,9 @@ public final class Decoder {
         }
         var out = [Float](repeating: 0, count: selected.count * c.vocabSize)
         let head = weights.lmHead ?? weights.tokenEmbedding
-        MatMul.linear(&out, normed, head, quantized: weights.quantizedHead, rows: selected.count, inDim: c.dim, outDim: c.vocabSize)
+        let packedHead = packedWeights.matrix(.head, .forward, rows: selected.count, weights: weights, config: c)
+        MatMul.linear(&out, normed, head, quantized: weights.quantizedHead, packed: packedHead, rows: selected.count,
+                      inDim: c.dim, outDim: c.vocabSize)
         return out
     }
 }

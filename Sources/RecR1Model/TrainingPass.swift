@@ -140,9 +140,9 @@ public final class TrainingPass {
             Parallel.rows(rows) { range in
                 for r in range { a.r1.p[r] = Kernels.rmsNorm(a.xn1.p + r * c.dim, x.p + r * c.dim, lw.attnNorm, c.dim, eps: c.normEps) }
             }
-            MatMul.linear(a.q.p, a.xn1.p, lw.wq, bias: lw.bq, rows: rows, inDim: c.dim, outDim: c.qDim)
-            MatMul.linear(a.k.p, a.xn1.p, lw.wk, bias: lw.bk, rows: rows, inDim: c.dim, outDim: c.kvDim)
-            MatMul.linear(a.v.p, a.xn1.p, lw.wv, bias: lw.bv, rows: rows, inDim: c.dim, outDim: c.kvDim)
+            MatMul.linear(a.q.p, a.xn1.p, lw.wq, packed: packed(l, .q), bias: lw.bq, rows: rows, inDim: c.dim, outDim: c.qDim)
+            MatMul.linear(a.k.p, a.xn1.p, lw.wk, packed: packed(l, .k), bias: lw.bk, rows: rows, inDim: c.dim, outDim: c.kvDim)
+            MatMul.linear(a.v.p, a.xn1.p, lw.wv, packed: packed(l, .v), bias: lw.bv, rows: rows, inDim: c.dim, outDim: c.kvDim)
             addAdapter(a, l, .q, out: a.q.p, input: a.xn1.p)
             addAdapter(a, l, .k, out: a.k.p, input: a.xn1.p)
             addAdapter(a, l, .v, out: a.v.p, input: a.xn1.p)
@@ -153,15 +153,15 @@ public final class TrainingPass {
                 }
             }
             attentionForward(a)
-            MatMul.linear(x.p, a.att.p, lw.wo, rows: rows, inDim: c.qDim, outDim: c.dim, accumulate: true)
+            MatMul.linear(x.p, a.att.p, lw.wo, packed: packed(l, .o), rows: rows, inDim: c.qDim, outDim: c.dim, accumulate: true)
             addAdapter(a, l, .o, out: x.p, input: a.att.p)
 
             a.h.p.update(from: x.p, count: rows * c.dim)
             Parallel.rows(rows) { range in
                 for r in range { a.r2.p[r] = Kernels.rmsNorm(a.xn2.p + r * c.dim, x.p + r * c.dim, lw.ffnNorm, c.dim, eps: c.normEps) }
             }
-            MatMul.linear(a.gate.p, a.xn2.p, lw.wGate, rows: rows, inDim: c.dim, outDim: c.ffnDim)
-            MatMul.linear(a.up.p, a.xn2.p, lw.wUp, rows: rows, inDim: c.dim, outDim: c.ffnDim)
+            MatMul.linear(a.gate.p, a.xn2.p, lw.wGate, packed: packed(l, .gate), rows: rows, inDim: c.dim, outDim: c.ffnDim)
+            MatMul.linear(a.up.p, a.xn2.p, lw.wUp, packed: packed(l, .up), rows: rows, inDim: c.dim, outDim: c.ffnDim)
             addAdapter(a, l, .gate, out: a.gate.p, input: a.xn2.p)
             addAdapter(a, l, .up, out: a.up.p, input: a.xn2.p)
             a.act.p.update(from: a.gate.p, count: rows * c.ffnDim)
@@ -169,7 +169,8 @@ public final class TrainingPass {
                 let offset = range.lowerBound * c.ffnDim
                 Kernels.swiGLU(a.act.p + offset, a.up.p + offset, range.count * c.ffnDim)
             }
-            MatMul.linear(x.p, a.act.p, lw.wDown, rows: rows, inDim: c.ffnDim, outDim: c.dim, accumulate: true)
+            MatMul.linear(x.p, a.act.p, lw.wDown, packed: packed(l, .down), rows: rows, inDim: c.ffnDim, outDim: c.dim,
+                          accumulate: true)
             addAdapter(a, l, .down, out: x.p, input: a.act.p)
         }
 
@@ -214,6 +215,11 @@ public final class TrainingPass {
     }
 
     /// out += scale · (input·Aᵀ)·Bᵀ for an adapted layer, keeping scale · input·Aᵀ for the backward pass.
+    /// The packed copy of a layer's matrix for this pass's rows, when the backend uses one.
+    private func packed(_ layer: Int, _ target: LoRATarget, _ role: PackedMatrix.Role = .forward) -> PackedMatrix? {
+        decoder.packedWeights.matrix(.layer(layer, target), role, rows: rows, weights: decoder.weights, config: config)
+    }
+
     private func addAdapter(_ a: LayerActivations, _ layer: Int, _ target: LoRATarget, out: UnsafeMutablePointer<Float>,
                             input: UnsafePointer<Float>) {
         guard let adapters, let pair = adapters.layers[layer][target] else { return }
@@ -308,8 +314,9 @@ public final class TrainingPass {
                 }
             }
             // dNormed[rows] = dlogits · W;  dW += dlogitsᵀ · normed
-            MatMul.gemm(transA: false, transB: false, m: range.count, n: c.dim, k: c.vocabSize, a: logits, lda: c.vocabSize,
-                       b: head, ldb: c.dim, c: dChunk.p, ldc: c.dim)
+            let packedHead = decoder.packedWeights.matrix(.head, .backward, rows: range.count, weights: w, config: c)
+            MatMul.linearBackward(dChunk.p, logits, head, packed: packedHead, rows: range.count, inDim: c.dim,
+                                  outDim: c.vocabSize, accumulate: false)
             for (i, target) in targets[range].enumerated() {
                 Kernels.axpy(1, dChunk.p + i * c.dim, dNormed.p + target.row * c.dim, c.dim)
             }
@@ -339,7 +346,7 @@ public final class TrainingPass {
                         weight: [Float], accumulateInput: Bool = false) {
                 withGradient(lg, weightGradient) { dWeight in
                     linearBackward(dIn: dIn, dWeight: dWeight, dOut: dOut, input: input, weight: weight,
-                                   shape: target.shape(c), accumulateInput: accumulateInput)
+                                   packed: packed(l, target, .backward), shape: target.shape(c), accumulateInput: accumulateInput)
                 }
                 if let ga, let pair = adapters?.layers[l][target], let gradient = ga.layers[l][target], let hidden = a.adapterHidden[target] {
                     adapterBackward(pair, gradient: gradient, dIn: dIn, dOut: dOut, input: input, hidden: hidden.p)
@@ -402,11 +409,11 @@ public final class TrainingPass {
     /// For out = input · Wᵀ ([rows × outDim]): dInput (=, or += with accumulateInput) dOut · W, and dW += dOutᵀ · input
     /// unless the weight is frozen (dWeight nil).
     private func linearBackward(dIn: UnsafeMutablePointer<Float>, dWeight: UnsafeMutablePointer<Float>?, dOut: UnsafePointer<Float>,
-                                input: UnsafePointer<Float>, weight: [Float], shape: (inDim: Int, outDim: Int),
-                                accumulateInput: Bool) {
+                                input: UnsafePointer<Float>, weight: [Float], packed: PackedMatrix?,
+                                shape: (inDim: Int, outDim: Int), accumulateInput: Bool) {
         let (inDim, outDim) = shape
-        MatMul.gemm(transA: false, transB: false, m: rows, n: inDim, k: outDim, a: dOut, lda: outDim, b: weight, ldb: inDim,
-                   beta: accumulateInput ? 1 : 0, c: dIn, ldc: inDim)
+        MatMul.linearBackward(dIn, dOut, weight, packed: packed, rows: rows, inDim: inDim, outDim: outDim,
+                              accumulate: accumulateInput)
         guard let dWeight else { return }
         MatMul.gemm(transA: true, transB: false, m: outDim, n: inDim, k: rows, a: dOut, lda: outDim, b: input, ldb: inDim,
                    beta: 1, c: dWeight, ldc: inDim)
