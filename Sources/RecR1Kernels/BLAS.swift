@@ -110,6 +110,15 @@ public enum MatMul {
     /// The process's backend; the engine's tests run on OpenBLAS, recr1d picks `fastestBackend` unless told.
     public static var backend = Backend.openblas
 
+    /// Chooses the backend and where few-row products hand over to it: on AMX, oneDNN's bf16 products of
+    /// 8 rows run several times faster than the C kernel (measured on the Xeon where #6 was written), so
+    /// products of more than 4 rows go to oneDNN there; elsewhere the C kernel keeps up to 16 rows (on AVX-512
+    /// without AMX it decodes 8 rows faster than oneDNN bf16: `recr1d bench --skinny-rows` measures it).
+    public static func use(_ chosen: Backend) {
+        backend = chosen
+        skinnyRowLimit = chosen == .onednnBF16 && CPUFeatures.current.amxBF16 ? 4 : 16
+    }
+
     /// oneDNN bf16 where the CPU has AMX-BF16 (without AMX, bf16 is slower than fp32 here), else OpenBLAS.
     public static var fastestBackend: Backend {
         CPUFeatures.current.amxBF16 && dnnlAvailable == nil ? .onednnBF16 : .openblas

@@ -54,9 +54,11 @@ public final class AdamWOptimizer {
     /// Full fine-tuning: every weight of the decoder. Its block-format copies are dropped, since they no
     /// longer hold the weights.
     public func apply(_ gradients: ModelGradients, to decoder: Decoder, learningRate: Float? = nil) -> StepReport {
-        let report = apply(learningRate: learningRate) { decoder.weights.forEachParameter(gradients, $0) }
-        if report.applied { decoder.weights.dropQuantizedCopies() }
-        return report
+        decoder.updateWeights { weights in
+            let report = apply(learningRate: learningRate) { weights.forEachParameter(gradients, $0) }
+            if report.applied { weights.dropQuantizedCopies() }
+            return report
+        }
     }
 
     /// LoRA: the adapters only.

@@ -164,7 +164,7 @@ public enum Checkpoint {
             }
             sizes = weights.parameterSizes
             try checkMoments(moments, sizes: sizes, path: path, step: state.step)
-            trainer.decoder.weights = weights
+            trainer.decoder.updateWeights { $0 = weights }
         }
         trainer.optimizer.restore(step: state.step, moments: moments)
         return state

@@ -10,8 +10,8 @@ import RecR1Kernels
 /// position p of slot s attends to positions 0...p of that slot: the causal mask comes from the cache.
 public final class Decoder {
     public let config: ModelConfig
-    /// Changing them (an optimiser step, a checkpoint) marks the packed copies out of date.
-    public var weights: ModelWeights { didSet { packedWeights.weightsChanged() } }
+    /// Changed only through `updateWeights`, so that the packed copies follow.
+    public private(set) var weights: ModelWeights
     /// The weights in oneDNN's layout, for products of many rows on a oneDNN backend.
     public let packedWeights = PackedWeights()
     /// LoRA adapters added to the linear layers' outputs (nil: none, as in full fine-tuning).
@@ -23,6 +23,14 @@ public final class Decoder {
     public init(config: ModelConfig, weights: ModelWeights) {
         self.config = config
         self.weights = weights
+    }
+
+    /// Changes the weights in place (an optimiser step, a restored checkpoint); the packed copies are then
+    /// out of date and are packed again on their next use. (In place: an observed property would copy
+    /// every array on each step.)
+    public func updateWeights<T>(_ body: (inout ModelWeights) throws -> T) rethrows -> T {
+        defer { packedWeights.weightsChanged() }
+        return try body(&weights)
     }
 
     /// Loads a GGUF file or a Hugging Face directory (config.json + safetensors).
@@ -125,7 +133,7 @@ public final class Decoder {
         // one sequence (prefill, scoring) do it as two matrix products per head; short ones (decoding) row by row.
         var single: [Int] = []
         for run in Self.runs(rows) {
-            if run.count > MatMul.skinnyRowLimit {
+            if run.count > Self.attentionRunLimit {
                 attendByProducts(layer: layer, rows: rows, run: run, cache: cache)
             } else {
                 single += run
@@ -199,6 +207,9 @@ public final class Decoder {
                        c: work.attention.p + run.lowerBound * c.qDim + h * c.headDim, ldc: c.qDim)
         }
     }
+
+    /// Runs longer than this attend by matrix products; shorter ones row by row.
+    static let attentionRunLimit = 16
 
     /// Maximal runs of consecutive rows that continue one slot's positions one by one.
     static func runs(_ rows: [Row]) -> [Range<Int>] {

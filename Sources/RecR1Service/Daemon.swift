@@ -29,7 +29,7 @@ public final class Daemon {
             logger.warning("OpenBLAS was loaded before recr1d could choose its kernels; it runs \(BLAS.core)")
         }
         if config.matmulBackend.isEmpty {
-            MatMul.backend = MatMul.fastestBackend
+            MatMul.use(MatMul.fastestBackend)
         } else {
             guard let backend = MatMul.Backend(rawValue: config.matmulBackend) else {
                 throw ConfigError(key: "matmul_backend", "'\(config.matmulBackend)' is not one of \(MatMul.Backend.allCases.map(\.rawValue).joined(separator: ", "))")
@@ -37,7 +37,7 @@ public final class Daemon {
             if backend != .openblas, let problem = MatMul.dnnlAvailable {
                 throw ConfigError(key: "matmul_backend", "\(backend.rawValue) needs oneDNN: \(problem)")
             }
-            MatMul.backend = backend
+            MatMul.use(backend)
         }
         logger.info("OpenBLAS core \(BLAS.core), \(BLAS.threads) threads; large products on \(MatMul.backend.rawValue); CPU: \(CPUFeatures.current)")
 

@@ -19,7 +19,11 @@ struct Bench: ParsableCommand {
             special); tok/s = samples x 64 / decode seconds (prefill timed apart). score_8x128: log-probs of \
             8 sequences x 128 tokens in one pass; tok/s = 1024 / seconds. train_lora_8x128, train_full_8x128: \
             one optimiser step (forward, backward, AdamW) of SFT on 8 x 128 tokens, LoRA (rank 16, all seven \
-            layers) or full fine-tuning; tok/s = 1024 / seconds. Each figure is the median of \
+            layers) or full fine-tuning; tok/s = 1024 / seconds. grpo_step: one whole GRPO step as in \
+            scripts/reference/bench_trl_grpo.py — 8 ChatML prompts x 8 samples x 64 new tokens (temperature 1, \
+            never stopping early), reward = share of distinct tokens, then one full fine-tuning update (GRPO, \
+            beta 0, AdamW lr 1e-6, the 64 completions in one micro-batch); seconds per step, split into \
+            generation and update. Each figure is the median of \
             --repeats runs after a warm-up; matmul_share is the share of their wall time spent in matrix \
             products. With --reference, the PyTorch script runs too and ratios are added.
             """)
@@ -46,6 +50,10 @@ struct Bench: ParsableCommand {
     var matmulBackend: String?
     @Option(help: "Training modes to measure: lora, full, or both (comma-separated).")
     var trainModes = "lora,full"
+    @Option(help: "Products of at most this many rows use the C kernel; more go to the matmul backend (default 16).")
+    var skinnyRows: Int?
+    @Flag(help: "Also time a whole GRPO step (8 prompts x 8 samples x 64 tokens, then the update).")
+    var grpoStep = false
 
     static let userWords = ("Please write a short, friendly paragraph for a new visitor explaining how a lighthouse works, why "
         + "its light rotates, how sailors use the pattern of flashes to know which lighthouse they are looking "
@@ -54,6 +62,7 @@ struct Bench: ParsableCommand {
 
     func validate() throws {
         if noTraining && onlyTraining { throw ValidationError("--no-training and --only-training exclude each other") }
+        if noTraining && grpoStep { throw ValidationError("--grpo-step is a training figure: drop --no-training") }
         for mode in trainModes.split(separator: ",") where !["lora", "full"].contains(mode) {
             throw ValidationError("--train-modes: '\(mode)' is not lora or full")
         }
@@ -67,10 +76,11 @@ struct Bench: ParsableCommand {
             guard let chosen = MatMul.Backend(rawValue: matmulBackend) else {
                 throw ValidationError("--matmul-backend must be one of \(MatMul.Backend.allCases.map(\.rawValue).joined(separator: ", "))")
             }
-            MatMul.backend = chosen
+            MatMul.use(chosen)
         } else {
-            MatMul.backend = MatMul.fastestBackend
+            MatMul.use(MatMul.fastestBackend)
         }
+        if let skinnyRows { MatMul.skinnyRowLimit = skinnyRows }
         progress("loading the model")
         let loadStart = ContinuousClock.now
         let policy = try Policy.load(path: model ?? DefaultModel.locate())
@@ -126,6 +136,8 @@ struct Bench: ParsableCommand {
             }
         }
 
+        if grpoStep { result["grpo_step"] = try measureGRPOStep() }
+
         if reference {
             progress("running the PyTorch reference: \(python) \(referenceScript) --threads \(threads)")
             let torch = try runReference()
@@ -141,6 +153,58 @@ struct Bench: ParsableCommand {
         }
         let data = try JSONSerialization.data(withJSONObject: result, options: [.sortedKeys])
         print(String(decoding: data, as: UTF8.self))
+    }
+
+    /// The GRPO step's prompts: the first 12, 17, …, 47 words of the benchmark text, each as a ChatML user
+    /// message (bench_trl_grpo.py uses the same).
+    func grpoPrompts(_ tokenizer: Tokenizer) throws -> [[Int32]] {
+        let template = try tokenizer.chatTemplate()
+        return stride(from: 12, through: 47, by: 5).map { words in
+            let text = template.render([ChatMessage(role: "user", content: Self.userWords.prefix(words).joined(separator: " "))],
+                                       addGenerationPrompt: true)
+            return tokenizer.encode(text, addSpecialTokens: false).map(Int32.init)
+        }
+    }
+
+    /// One whole GRPO step, timed `repeats` times after a warm-up step: generation, rewards, update.
+    func measureGRPOStep() throws -> [String: Any] {
+        let policy = try Policy.load(path: model ?? DefaultModel.locate())
+        let prompts = try grpoPrompts(policy.tokenizer)
+        var trainerSettings = TrainerSettings()
+        trainerSettings.lora = nil
+        trainerSettings.schedule = .constant(1e-6)
+        trainerSettings.maxTokensPerMicroBatch = 1 << 20  // the whole batch in one micro-batch
+        let trainer = Trainer(decoder: policy.decoder, settings: trainerSettings)
+        let generator = Generator(decoder: policy.decoder, endTokens: []) { _ in "" }
+        var sampling = SamplingSettings()
+        sampling.temperature = 1
+        sampling.maxNewTokens = 64
+        var grpo = GRPOSettings()
+        grpo.beta = 0
+        var steps: [(generate: Double, update: Double, reward: Double)] = []
+        for index in 0...repeats {
+            progress(index == 0 ? "grpo step: warm-up" : "grpo step: run \(index)/\(repeats)")
+            sampling.seed = UInt64(index + 1)
+            var completions: [[Completion]] = []
+            let generate = time { completions = generator.generate(prompts: prompts, n: 8, settings: sampling) }
+            let groups = zip(prompts, completions).map { prompt, group in
+                group.map { GRPOSample(prompt: prompt, completion: $0.tokens,
+                                       reward: Float(Set($0.tokens).count) / Float(max(1, $0.tokens.count))) }
+            }
+            var report: Trainer.Report?
+            let update = time { report = trainer.grpo(groups: groups, settings: grpo) }
+            precondition(report?.applied == true, "the GRPO update was not applied: \(report?.skippedReason ?? "")")
+            let reward = report?.metrics["reward_mean"] ?? 0
+            if index > 0 { steps.append((generate, update, reward)) }
+            progress("grpo step: generate \(rounded(generate, 2)) s, update \(rounded(update, 2)) s, reward \(rounded(reward, 3))")
+        }
+        func median(_ xs: [Double]) -> Double { xs.sorted()[xs.count / 2] }
+        let totals = steps.map { $0.generate + $0.update }
+        return ["seconds": rounded(median(totals), 2), "seconds_each": totals.map { rounded($0, 2) },
+                "generate_seconds": rounded(median(steps.map(\.generate)), 2),
+                "update_seconds": rounded(median(steps.map(\.update)), 2),
+                "prompt_tokens": prompts.map(\.count), "samples": 64, "new_tokens": 64,
+                "peak_rss_mib": peakRSSMiB()]
     }
 
     func peakRSSMiB() -> Double {

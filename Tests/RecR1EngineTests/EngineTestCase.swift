@@ -8,6 +8,6 @@ class EngineTestCase: XCTestCase {
     override func setUp() {
         super.setUp()
         try? BLAS.load()
-        MatMul.backend = .openblas
+        MatMul.use(.openblas)
     }
 }

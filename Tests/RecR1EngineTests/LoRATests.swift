@@ -130,17 +130,17 @@ final class LoRATests: EngineTestCase {
         let epsilon: Float = 1e-2
         let analytic = gradients.layers[1].wUp
         for index in analytic.indices.sorted(by: { abs(analytic[$0]) > abs(analytic[$1]) }).prefix(4) {
-            model.weights.layers[1].wUp[index] += epsilon; let up = loss()
-            model.weights.layers[1].wUp[index] -= 2 * epsilon; let down = loss()
-            model.weights.layers[1].wUp[index] += epsilon
+            model.updateWeights { $0.layers[1].wUp[index] += epsilon }; let up = loss()
+            model.updateWeights { $0.layers[1].wUp[index] -= 2 * epsilon }; let down = loss()
+            model.updateWeights { $0.layers[1].wUp[index] += epsilon }
             let numeric = (up - down) / Double(2 * epsilon), a = Double(analytic[index])
             XCTAssertEqual(a, numeric, accuracy: 2e-3 + 2e-2 * max(abs(a), abs(numeric)), "wUp[\(index)]")
         }
         let head = gradients.tokenEmbedding
         for index in head.indices.sorted(by: { abs(head[$0]) > abs(head[$1]) }).prefix(4) {
-            model.weights.tokenEmbedding[index] += epsilon; let up = loss()
-            model.weights.tokenEmbedding[index] -= 2 * epsilon; let down = loss()
-            model.weights.tokenEmbedding[index] += epsilon
+            model.updateWeights { $0.tokenEmbedding[index] += epsilon }; let up = loss()
+            model.updateWeights { $0.tokenEmbedding[index] -= 2 * epsilon }; let down = loss()
+            model.updateWeights { $0.tokenEmbedding[index] += epsilon }
             let numeric = (up - down) / Double(2 * epsilon), a = Double(head[index])
             XCTAssertEqual(a, numeric, accuracy: 2e-3 + 2e-2 * max(abs(a), abs(numeric)), "token_embd[\(index)]")
         }

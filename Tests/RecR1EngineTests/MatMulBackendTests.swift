@@ -10,7 +10,7 @@ import XCTest
 /// and the decoder's log-probs in bf16 near the fp32 golden values.
 final class MatMulBackendTests: XCTestCase {
     override class func setUp() { try? BLAS.load() }
-    override func tearDown() { MatMul.backend = .openblas }
+    override func tearDown() { MatMul.use(.openblas) }
 
     func random(_ count: Int, _ rng: inout SplitMix) -> [Float] { (0..<count).map { _ in rng.normal() } }
 

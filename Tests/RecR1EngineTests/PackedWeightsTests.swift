@@ -83,7 +83,7 @@ final class PackedWeightsTests: EngineTestCase {
             XCTAssertEqual(after, logprobs(Decoder(config: model.config, weights: model.weights)), "\(backend)")
             // Replacing the weights (a restored checkpoint) re-packs too.
             let other = DecoderTests.randomModel(seed: 9, qkvBias: true, tied: true)
-            model.weights = other.weights
+            model.updateWeights { $0 = other.weights }
             XCTAssertEqual(logprobs(model), logprobs(other), "\(backend)")
         }
     }

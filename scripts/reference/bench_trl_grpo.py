@@ -17,7 +17,8 @@ weight decay 0, constant schedule). Full fine-tuning of all 134.5M parameters. b
 is loaded and no KL term is computed. num_iterations=1 with generation aligned to the optimizer step, so
 TRL computes no "old" log-probs either (the importance ratio is 1 by construction). loss_type is TRL's
 default ("dapo"); mask_truncated_completions stays False (every completion is cut at 64 tokens, so
-masking them would leave no loss).
+masking them would leave no loss). Gradient checkpointing is off (GRPOConfig defaults it to on; pass
+--gradient-checkpointing for TRL's default, which recomputes each micro-batch's activations in backward).
 
 Exactly 64 tokens: GRPOConfig(generation_kwargs={"min_new_tokens": 64}) goes into the GenerationConfig TRL
 builds, so generate's MinNewTokensLengthLogitsProcessor sets the logits of the EOS ids (<|im_end|>, id 2)
@@ -197,6 +198,8 @@ def main():
     parser.add_argument("--steps", type=int, default=3, help="optimizer steps; the first is the warm-up")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--bf16", action="store_true", help="GRPOConfig(bf16=True): CPU bf16 autocast")
+    parser.add_argument("--gradient-checkpointing", action="store_true",
+                        help="recompute activations in backward (TRL's default; off here unless given)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     if args.steps < 1:
@@ -256,6 +259,7 @@ def main():
         weight_decay=0.0,
         optim="adamw_torch",
         max_grad_norm=1.0,
+        gradient_checkpointing=args.gradient_checkpointing,
         logging_steps=1,
         save_strategy="no",
         disable_tqdm=True,
@@ -320,7 +324,8 @@ def main():
             "reference_model": False,
             "loss_type": config.loss_type,
             "learning_rate": config.learning_rate,
-            "optimizer": str(config.optim),
+            "optimizer": getattr(config.optim, "value", str(config.optim)),
+            "gradient_checkpointing": config.gradient_checkpointing,
             "max_grad_norm": config.max_grad_norm,
             "trainable_params": trainable,
             "attn_implementation": model.config._attn_implementation,

