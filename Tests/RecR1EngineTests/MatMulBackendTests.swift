@@ -44,6 +44,18 @@ final class MatMulBackendTests: XCTestCase {
         }
     }
 
+    /// PyTorch's own bf16 error on the same pairs (scripts/reference/bf16_error.py), per token.
+    func pytorchAutocastError() throws -> (max: Float, mean: Float) {
+        let data = try Data(contentsOf: ParityTests.golden.appendingPathComponent("bf16-reference-smollm2.json"))
+        let summary = try XCTUnwrap((JSONSerialization.jsonObject(with: data) as? [String: Any])?["summary"] as? [String: Any])
+        let error = try XCTUnwrap((summary["autocast"] as? [String: Any])?["token_abs_error"] as? [String: Any])
+        return (Float(try XCTUnwrap(error["max"] as? Double)), Float(try XCTUnwrap(error["mean"] as? Double)))
+    }
+
+    /// bf16 log-probs against PyTorch fp32 on the parity set, through the training pass (head in fp32) and
+    /// the scorer (every product in bf16). The issue asks for 2e-2; bf16 rounding alone moves single tokens
+    /// further (rounding only the weights, or only the activations, gives 0.075 each), and PyTorch's autocast
+    /// is off by 0.215 at worst on these tokens. So: the mean within 2e-2, the worst within PyTorch's worst.
     func testBF16LogprobsStayNearTheReference() throws {
         try XCTSkipIf(MatMul.dnnlAvailable != nil, "oneDNN is not available")
         let model = try XCTUnwrap(ParityTests.model)
@@ -52,17 +64,68 @@ final class MatMulBackendTests: XCTestCase {
         let items = pairs.map { pair in
             (prompt: (pair["prompt_ids"] as! [Int]).map(Int32.init), completion: (pair["completion_ids"] as! [Int]).map(Int32.init))
         }
-        let golden = pairs.map { ($0["logprobs"] as! [Double]).map(Float.init) }
-        var worst: [MatMul.Backend: Float] = [:]
+        let golden = pairs.flatMap { ($0["logprobs"] as! [Double]).map(Float.init) }
+        let torch = try pytorchAutocastError()
         for backend in [MatMul.Backend.onednnF32, .onednnBF16] {
-            MatMul.backend = backend
-            // Whole sequences at once, so that the products have more rows than the skinny kernels take.
-            let scored = TrainingPass(decoder: model).forward(sequences: items.map { $0.prompt + $0.completion },
-                                                               scored: items.map { $0.prompt.count..<($0.prompt.count + $0.completion.count) })
-            worst[backend] = zip(scored, golden).map { maxAbsDifference($0, $1) }.max()!
+            MatMul.use(backend)
+            // Whole sequences at once, so that the products have more rows than the C kernel takes.
+            let trained = TrainingPass(decoder: model).forward(sequences: items.map { $0.prompt + $0.completion },
+                                                                scored: items.map { $0.prompt.count..<($0.prompt.count + $0.completion.count) })
+            let scored = Scorer.score(model, items: items)
+            for (path, logprobs) in [("training pass", trained.flatMap { $0 }), ("scorer", scored.flatMap { $0 })] {
+                let errors = zip(logprobs, golden).map { abs($0 - $1) }.sorted()
+                let mean = errors.reduce(0, +) / Float(errors.count)
+                print("\(backend.rawValue) \(path): |Δ log-prob| against PyTorch fp32 over \(errors.count) tokens: max \(errors.last!), "
+                      + "p99 \(errors[errors.count * 99 / 100]), mean \(mean) (PyTorch autocast: max \(torch.max), mean \(torch.mean))")
+                XCTAssertNil(MatMul.lastBackendError)
+                if backend == .onednnF32 {
+                    XCTAssertLessThan(errors.last!, 1e-3, path)
+                } else {
+                    XCTAssertGreaterThan(errors.last!, 1e-3, "\(path): the products really ran in bf16")
+                    XCTAssertLessThan(mean, 2e-2, path)
+                    XCTAssertLessThan(errors.last!, torch.max, path)
+                }
+            }
         }
-        print("log-prob error against PyTorch fp32: onednn-f32 \(worst[.onednnF32]!), onednn-bf16 \(worst[.onednnBF16]!)")
-        XCTAssertLessThan(worst[.onednnF32]!, 1e-3)
-        XCTAssertLessThan(worst[.onednnBF16]!, 2e-2 * 10, "bf16 stays within bf16's reach")
+    }
+
+    /// Greedy decoding with every product in bf16 (decoding included) leaves the fp32 golden tokens only
+    /// where fp32 itself nearly ties: at the first different token, fp32's logits for its own choice and
+    /// bf16's choice differ by less than 0.1.
+    func testBF16GreedyDecodingLeavesFP32OnlyAtNearTies() throws {
+        try XCTSkipIf(MatMul.dnnlAvailable != nil, "oneDNN is not available")
+        let model = try XCTUnwrap(ParityTests.model)
+        let data = try Data(contentsOf: ParityTests.golden.appendingPathComponent("greedy-smollm2.json"))
+        let golden = try XCTUnwrap(JSONSerialization.jsonObject(with: data) as? [String: Any])
+        let cases = try XCTUnwrap(golden["cases"] as? [[String: Any]])
+        var settings = SamplingSettings()
+        settings.temperature = 0
+        settings.maxNewTokens = try XCTUnwrap(golden["max_new_tokens"] as? Int)
+        let generator = Generator(decoder: model, endTokens: [Int32(golden["eos_id"] as! Int)]) { _ in "" }
+        let prompts = cases.map { ($0["prompt_ids"] as! [Int]).map(Int32.init) }
+        MatMul.use(.onednnBF16)
+        MatMul.skinnyRowLimit = 0
+        let outputs = generator.generate(prompts: prompts, n: 1, settings: settings)
+        XCTAssertNil(MatMul.lastBackendError)
+        MatMul.use(.openblas)
+        var identical = 0
+        for (index, (test, output)) in zip(cases, outputs).enumerated() {
+            let expected = (test["generated_ids"] as! [Int]).map(Int32.init)
+            guard let first = zip(output[0].tokens, expected).enumerated().first(where: { $1.0 != $1.1 })?.offset else {
+                if output[0].tokens.count == expected.count { identical += 1 }
+                continue
+            }
+            // fp32 logits after the common prefix.
+            let ids = prompts[index] + expected[..<first]
+            let cache = KVCache(config: model.config, slots: 1, capacity: ids.count)
+            let logits = model.forward(ids.enumerated().map { Decoder.Row(token: $1, slot: 0, position: $0) }, cache: cache,
+                                       logitRows: [ids.count - 1])
+            let gap = logits[Int(expected[first])] - logits[Int(output[0].tokens[first])]
+            print("bf16 greedy, case \(index): leaves fp32 at token \(first) (fp32 \(expected[first]), bf16 \(output[0].tokens[first])); fp32 logit gap \(gap)")
+            XCTAssertGreaterThanOrEqual(gap, 0, "fp32 chose its token")
+            XCTAssertLessThan(gap, 0.1, "case \(index): bf16 left fp32 where fp32 did not nearly tie")
+        }
+        print("bf16 greedy: \(identical) of \(cases.count) cases identical to fp32")
+        XCTAssertGreaterThanOrEqual(identical, 3)
     }
 }
