@@ -283,11 +283,25 @@ def default_policy(tmp_path):
     daemon.stop()
 
 
-def test_grpo_raises_the_reward(default_policy):
+@pytest.fixture(params=["default", "onednn-bf16"])
+def learning_policy(tmp_path, request):
+    """The default backend, and bf16 products (oneDNN; mixed precision: fp32 weights, moments and losses)."""
+    config = "seed = 7\n" + ("" if request.param == "default" else f'matmul_backend = "{request.param}"\n')
+    daemon, client = start(tmp_path, config=config)
+    backend = client.info().matmul_backend
+    print("matrix products:", backend)
+    assert request.param in ("default", backend)
+    yield client
+    client.close()
+    daemon.stop()
+
+
+def test_grpo_raises_the_reward(learning_policy):
     """Reward 1 when the answer to "Name a fruit." contains "apple": rare at first, common after a few steps."""
+    default_policy = learning_policy
     curve = []
     for step in range(8):
-        generated = default_policy.generate([FRUIT, FRUIT], n=8, temperature=1.0, max_new_tokens=12)
+        generated = default_policy.generate([FRUIT] * 4, n=8, temperature=1.0, max_new_tokens=12)
         groups = [[(c.rollout_id, 1.0 if "apple" in c.text.lower() else 0.0) for c in r.completions]
                   for r in generated.results]
         reply = default_policy.update(grpo=recr1.grpo_batch(groups, beta=0.0), learning_rate=1e-3)
