@@ -69,6 +69,8 @@ public final class Decoder {
         let scores = Buffer()                    // [decoded rows × positions] one head's attention weights, a line a row
         let runScores = Buffer()                 // [run rows × positions] one head's weights for a run
         let adapterHidden = Buffer()             // [rows × rank] x·Aᵀ of the adapter being applied
+        let chunkNormed = Buffer()               // [chunk × dim] final-normed rows of one logits chunk
+        let chunkLogits = Buffer()               // [chunk × vocab] their logits
 
         func ensure(rows: Int, config c: ModelConfig) {
             if rows > self.rows {
@@ -85,6 +87,40 @@ public final class Decoder {
     /// Runs the rows through the model, writing their keys and values into `cache`, and returns the logits
     /// of the rows listed in `logitRows` ([logitRows.count × vocab], in that order).
     public func forward(_ rows: [Row], cache: KVCache, logitRows: [Int]) -> [Float] {
+        runLayers(rows, cache: cache)
+        return logits(rows: logitRows)
+    }
+
+    /// Like `forward`, but hands the logits over in chunks of at most `chunk` rows of `logitRows` (the range
+    /// of `logitRows` and their logits, in a buffer reused from chunk to chunk), so that scoring thousands of
+    /// rows never holds rows × vocab floats at once.
+    public func forward(_ rows: [Row], cache: KVCache, logitRows: [Int], chunk: Int,
+                        _ body: (_ range: Range<Int>, _ logits: UnsafePointer<Float>) -> Void) {
+        runLayers(rows, cache: cache)
+        let c = config, head = weights.lmHead ?? weights.tokenEmbedding
+        let rowsPerChunk = max(1, min(chunk, logitRows.count))
+        work.chunkNormed.resize(rowsPerChunk * c.dim)
+        work.chunkLogits.resize(rowsPerChunk * c.vocabSize)
+        var start = 0
+        while start < logitRows.count {
+            let range = start..<min(start + rowsPerChunk, logitRows.count)
+            let normed = work.chunkNormed.p, logits = work.chunkLogits.p
+            Parallel.rows(range.count) { part in
+                for i in part {
+                    Kernels.rmsNorm(normed + i * c.dim, work.x.p + logitRows[range.lowerBound + i] * c.dim, weights.finalNorm,
+                                    c.dim, eps: c.normEps)
+                }
+            }
+            let packedHead = packedWeights.matrix(.head, .forward, rows: range.count, weights: weights, config: c)
+            MatMul.linear(logits, normed, head, quantized: weights.quantizedHead, packed: packedHead, rows: range.count,
+                          inDim: c.dim, outDim: c.vocabSize)
+            body(range, logits)
+            start = range.upperBound
+        }
+    }
+
+    /// The layers over `rows`: the residual stream of every row ends in `work.x`.
+    private func runLayers(_ rows: [Row], cache: KVCache) {
         let c = config
         precondition(rows.allSatisfy { $0.position < cache.capacity && $0.slot < cache.slots })
         work.ensure(rows: rows.count, config: c)
@@ -100,7 +136,6 @@ public final class Decoder {
             attentionBlock(layer: layer, rows: rows, cache: cache)
             mlpBlock(layer: layer, rows: rows.count)
         }
-        return logits(rows: logitRows)
     }
 
     private func attentionBlock(layer: Int, rows: [Row], cache: KVCache) {

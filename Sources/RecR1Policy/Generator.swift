@@ -195,16 +195,15 @@ public enum Scorer {
                     forwardRows.append(Decoder.Row(token: token, slot: slot, position: position))
                 }
             }
-            let logits = decoder.forward(forwardRows, cache: cache, logitRows: predicting)
             // The target of logits row i is the token after the row it was computed at.
             let targets = batch.flatMap(\.completion)
             var values = [Float](repeating: 0, count: targets.count)
-            logits.withUnsafeBufferPointer { buffer in
-                values.withUnsafeMutableBufferPointer { out in
-                    Parallel.rows(targets.count) { range in
+            values.withUnsafeMutableBufferPointer { out in
+                decoder.forward(forwardRows, cache: cache, logitRows: predicting, chunk: 64) { chunk, logits in
+                    Parallel.rows(chunk.count) { range in
                         for i in range {
-                            let line = buffer.baseAddress! + i * vocab
-                            out[i] = line[Int(targets[i])] - Kernels.logSumExp(line, vocab)
+                            let line = logits + i * vocab
+                            out[chunk.lowerBound + i] = line[Int(targets[chunk.lowerBound + i])] - Kernels.logSumExp(line, vocab)
                         }
                     }
                 }

@@ -27,6 +27,22 @@ final class DecoderTests: EngineTestCase {
         return Decoder(config: config, weights: weights)
     }
 
+    func testChunkedLogitsEqualTheWholeOnes() {
+        let model = Self.randomModel(qkvBias: true, tied: false)
+        let tokens: [Int32] = [3, 17, 42, 8, 8, 1, 29, 49, 5, 11]
+        let rows = tokens.enumerated().map { Decoder.Row(token: $1, slot: 0, position: $0) }
+        let wanted = [9, 0, 4, 5, 7, 2, 1]
+        let whole = model.forward(rows, cache: KVCache(config: model.config, slots: 1, capacity: 16), logitRows: wanted)
+        var chunked: [Float] = [], ranges: [Range<Int>] = []
+        model.forward(rows, cache: KVCache(config: model.config, slots: 1, capacity: 16), logitRows: wanted, chunk: 3) { range, logits in
+            ranges.append(range)
+            chunked += UnsafeBufferPointer(start: logits, count: range.count * 50)
+        }
+        XCTAssertEqual(ranges, [0..<3, 3..<6, 6..<7])
+        XCTAssertEqual(chunked.count, whole.count)
+        XCTAssertLessThan(maxAbsDifference(chunked, whole), 1e-5)
+    }
+
     func testIncrementalDecodingMatchesOneBatch() {
         for (bias, tied) in [(false, true), (true, false)] {
             let model = Self.randomModel(qkvBias: bias, tied: tied)
