@@ -25,7 +25,10 @@ struct Bench: ParsableCommand {
             beta 0, AdamW lr 1e-6, the 64 completions in one micro-batch); seconds per step, split into \
             generation and update. Each figure is the median of \
             --repeats runs after a warm-up; matmul_share is the share of their wall time spent in matrix \
-            products. With --reference, the PyTorch script runs too and ratios are added.
+            products. With --reference, the PyTorch script runs too and ratios are added (--reference-bf16: \
+            also under PyTorch's bf16 autocast); with --grpo-step as well, TRL's GRPOTrainer runs the same \
+            GRPO step (scripts/reference/bench_trl_grpo.py) and ratio_grpo_step_vs_trl_grpo is its seconds \
+            over ours.
             """)
 
     @Option(help: "A GGUF file or Hugging Face directory (default: SmolLM2 from its package).")
@@ -36,8 +39,14 @@ struct Bench: ParsableCommand {
     var repeats = 3
     @Flag(help: "Also run the PyTorch reference (needs scripts/reference/setup.sh) and print ratios.")
     var reference = false
+    @Flag(help: "With --reference: also PyTorch under bf16 autocast (and TRL under bf16 with --grpo-step).")
+    var referenceBf16 = false
     @Option(help: "The reference script.")
     var referenceScript = "scripts/reference/bench_torch.py"
+    @Option(help: "The TRL GRPO reference script (with --grpo-step).")
+    var trlScript = "scripts/reference/bench_trl_grpo.py"
+    @Option(help: "TRL optimiser steps, the first a warm-up (with --grpo-step --reference).")
+    var trlSteps = 3
     @Option(help: "Python for the reference.")
     var python = "python3"
     @Flag(help: "Decode with the fp32 weights instead of the file's quantised blocks.")
@@ -63,6 +72,8 @@ struct Bench: ParsableCommand {
     func validate() throws {
         if noTraining && onlyTraining { throw ValidationError("--no-training and --only-training exclude each other") }
         if noTraining && grpoStep { throw ValidationError("--grpo-step is a training figure: drop --no-training") }
+        if referenceBf16 && !reference { throw ValidationError("--reference-bf16 needs --reference") }
+        if trlSteps < 2 { throw ValidationError("--trl-steps must be at least 2 (the first is a warm-up)") }
         for mode in trainModes.split(separator: ",") where !["lora", "full"].contains(mode) {
             throw ValidationError("--train-modes: '\(mode)' is not lora or full")
         }
@@ -139,29 +150,57 @@ struct Bench: ParsableCommand {
         if grpoStep { result["grpo_step"] = try measureGRPOStep() }
 
         if reference {
-            progress("running the PyTorch reference: \(python) \(referenceScript) --threads \(threads)")
-            let torch = try runReference()
+            let keys = ["decode_1x64", "decode_8x64", "score_8x128", "prefill", "train_full_8x128", "train_lora_8x128"]
+            func ratios(_ torch: [String: Any]) -> [String: Any] {
+                var out: [String: Any] = [:]
+                for key in keys {
+                    if let ours = (result[key] as? [String: Any])?["tok_per_s"] as? Double,
+                       let theirs = (torch[key] as? [String: Any])?["tok_per_s"] as? Double, theirs > 0 {
+                        out[key] = rounded(ours / theirs, 2)
+                    }
+                }
+                return out
+            }
+            let torch = try runReference(referenceScript, torchArguments())
             result["reference"] = torch
-            var ratios: [String: Any] = [:]
-            for key in ["decode_1x64", "decode_8x64", "score_8x128", "prefill", "train_full_8x128", "train_lora_8x128"] {
-                if let ours = (result[key] as? [String: Any])?["tok_per_s"] as? Double,
-                   let theirs = (torch[key] as? [String: Any])?["tok_per_s"] as? Double, theirs > 0 {
-                    ratios[key] = rounded(ours / theirs, 2)
+            result["ratio_vs_reference"] = ratios(torch)
+            if referenceBf16 {
+                let autocast = try runReference(referenceScript, torchArguments() + ["--bf16"])
+                result["reference_bf16_autocast"] = autocast
+                result["ratio_vs_reference_bf16_autocast"] = ratios(autocast)
+            }
+            if grpoStep, let ours = (result["grpo_step"] as? [String: Any])?["seconds"] as? Double {
+                for bf16 in referenceBf16 ? [false, true] : [false] {
+                    let trl = try runReference(trlScript, ["--threads", "\(threads)", "--steps", "\(trlSteps)"] + (bf16 ? ["--bf16"] : []))
+                    let name = bf16 ? "reference_trl_grpo_bf16" : "reference_trl_grpo"
+                    result[name] = trl
+                    if let theirs = trl["step_seconds_median"] as? Double {
+                        result["ratio_grpo_step_vs_" + name.dropFirst("reference_".count)] = rounded(theirs / ours, 2)
+                    }
                 }
             }
-            result["ratio_vs_reference"] = ratios
         }
         let data = try JSONSerialization.data(withJSONObject: result, options: [.sortedKeys])
         print(String(decoding: data, as: UTF8.self))
     }
 
-    /// The GRPO step's prompts: the first 12, 17, …, 47 words of the benchmark text, each as a ChatML user
-    /// message (bench_trl_grpo.py uses the same).
+    /// The GRPO step's prompts, as in scripts/reference/bench_trl_grpo.py: ChatML user messages with the
+    /// template's default system line.
+    static let grpoMessages = [
+        "Explain in a few sentences why the sky looks blue during the day and red at sunset.",
+        "Write a short poem about a cat sleeping in the afternoon sun on a wooden windowsill.",
+        "What are three simple habits that help a student remember what they read?",
+        "Describe how a bicycle's gears make it easier to ride up a steep hill.",
+        "Give me a recipe idea for a quick vegetarian dinner using rice, beans and peppers.",
+        "Why do leaves change colour in autumn? Keep the answer short and suitable for a child.",
+        "Summarise the rules of chess for someone who has never played a board game before.",
+        "Tell me a short story about a robot who learns to paint landscapes by the sea.",
+    ]
+
     func grpoPrompts(_ tokenizer: Tokenizer) throws -> [[Int32]] {
         let template = try tokenizer.chatTemplate()
-        return stride(from: 12, through: 47, by: 5).map { words in
-            let text = template.render([ChatMessage(role: "user", content: Self.userWords.prefix(words).joined(separator: " "))],
-                                       addGenerationPrompt: true)
+        return Self.grpoMessages.map { message in
+            let text = template.render([ChatMessage(role: "user", content: message)], addGenerationPrompt: true)
             return tokenizer.encode(text, addSpecialTokens: false).map(Int32.init)
         }
     }
@@ -234,14 +273,20 @@ struct Bench: ParsableCommand {
         }
     }
 
-    func runReference() throws -> [String: Any] {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        var arguments = [python, referenceScript, "--threads", "\(threads)", "--repeats", "\(repeats)"]
+    func torchArguments() -> [String] {
+        var arguments = ["--threads", "\(threads)", "--repeats", "\(repeats)"]
         if noTraining { arguments.append("--no-training") }
         if onlyTraining { arguments.append("--only-training") }
         if !noTraining { arguments += ["--train-modes", trainModes] }
-        process.arguments = arguments
+        return arguments
+    }
+
+    /// Runs a reference script (stdout: one JSON object; stderr passes through as progress).
+    func runReference(_ script: String, _ arguments: [String]) throws -> [String: Any] {
+        progress("running the reference: \(python) \(script) \(arguments.joined(separator: " "))")
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = [python, script] + arguments
         let output = Pipe()
         process.standardOutput = output
         try process.run()
@@ -249,7 +294,7 @@ struct Bench: ParsableCommand {
         process.waitUntilExit()
         guard process.terminationStatus == 0,
               let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
-            throw ValidationError("the reference failed (exit \(process.terminationStatus)); run scripts/reference/setup.sh first")
+            throw ValidationError("\(script) failed (exit \(process.terminationStatus)); run scripts/reference/setup.sh first")
         }
         return json
     }
