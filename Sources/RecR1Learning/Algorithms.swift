@@ -42,13 +42,16 @@ extension Trainer {
         let advantages = GRPO.advantages(groups.map { $0.map(\.reward) }, scaling: settings.scaling,
                                          epsilon: settings.advantageEpsilon).flatMap { $0 }
         let reference = settings.beta != 0 ? referenceLogprobs(batch) : nil
-        var report = update(batch, accumulate: accumulate, learningRate: learningRate) { logprobs, entropies in
-            let sequences = logprobs.indices.map { i in
+        let whole = (tokens: batch.scoredTokens, sequences: samples.count)
+        var report = updateSeparately(batch, accumulate: accumulate, learningRate: learningRate) { part, logprobs, entropies in
+            let sequences = part.map { i in
                 // Without the sampler's log-probs, the current ones (a constant: the ratio's gradient is ρ·A).
-                ScoredSequence(logprobs: logprobs[i], oldLogprobs: samples[i].oldLogprobs ?? logprobs[i],
+                ScoredSequence(logprobs: logprobs[i - part.lowerBound],
+                               oldLogprobs: samples[i].oldLogprobs ?? logprobs[i - part.lowerBound],
                                referenceLogprobs: reference?[i])
             }
-            return GRPO.loss(sequences, advantages: advantages, entropies: entropies, settings: settings)
+            return GRPO.loss(sequences, advantages: Array(advantages[part]), entropies: entropies, settings: settings,
+                             batch: whole)
         }
         let rewards = samples.map { Double($0.reward) }
         let mean = rewards.reduce(0, +) / Double(max(1, rewards.count))
@@ -75,8 +78,8 @@ extension Trainer {
     public func sft(prompts: [[Int32]], completions: [[Int32]], accumulate: Bool = false,
                     learningRate: Float? = nil) -> Report {
         let batch = TrainingBatch(prompts: prompts, completions: completions)
-        return update(batch, accumulate: accumulate, learningRate: learningRate) { logprobs, _ in
-            SFT.loss(logprobs.map { ScoredSequence(logprobs: $0) })
+        return updateSeparately(batch, accumulate: accumulate, learningRate: learningRate) { _, logprobs, _ in
+            SFT.loss(logprobs.map { ScoredSequence(logprobs: $0) }, batchTokens: batch.scoredTokens)
         }
     }
 }

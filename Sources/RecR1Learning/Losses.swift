@@ -76,12 +76,15 @@ public enum GRPO {
     /// KL_t: k1 = log p − log p_ref, k2 = (log p − log p_ref)² / 2, k3 = e^(log p_ref − log p) − (log p_ref − log p) − 1.
     /// With an entropy bonus, ℓ_t −= c·H_t, H_t the entropy of the policy's distribution at token t.
     /// Aggregated by token mean, by the mean of each sequence's token mean, or by Σ / (sequences · max tokens).
+    /// `batch` gives the whole batch's token and sequence counts when `sequences` are one micro-batch of it
+    /// (the loss and gradients are then this part's share of the whole batch's).
     public static func loss(_ sequences: [ScoredSequence], advantages: [Float], entropies: [[Float]]? = nil,
-                            settings s: GRPOSettings) -> LossResult {
+                            settings s: GRPOSettings, batch: (tokens: Int, sequences: Int)? = nil) -> LossResult {
         precondition(sequences.count == advantages.count)
         precondition(s.entropyCoefficient == 0 || entropies != nil, "an entropy bonus needs the entropies")
         var entropyGradients: [[Float]] = []
-        let totalTokens = sequences.reduce(0) { $0 + $1.logprobs.count }
+        let partTokens = sequences.reduce(0) { $0 + $1.logprobs.count }
+        let totalTokens = batch?.tokens ?? partTokens, totalSequences = batch?.sequences ?? sequences.count
         var loss = 0.0, klSum = 0.0, clipped = 0
         var gradients: [[Float]] = []
         for (sequence, advantage) in zip(sequences, advantages) {
@@ -89,8 +92,8 @@ public enum GRPO {
             let weight: Float  // the aggregation's factor for each of this sequence's tokens
             switch s.aggregation {
             case .tokenMean: weight = 1 / Float(max(1, totalTokens))
-            case .sequenceMean: weight = 1 / Float(max(1, n) * sequences.count)
-            case .constant(let maxTokens): weight = 1 / Float(maxTokens * sequences.count)
+            case .sequenceMean: weight = 1 / Float(max(1, n) * totalSequences)
+            case .constant(let maxTokens): weight = 1 / Float(maxTokens * totalSequences)
             }
             var grads = [Float](repeating: 0, count: n)
             if s.entropyCoefficient != 0, let entropies {
@@ -129,7 +132,7 @@ public enum GRPO {
             }
             gradients.append(grads)
         }
-        let tokens = Double(max(1, totalTokens))
+        let tokens = Double(max(1, partTokens))
         var metrics = ["clip_fraction": Double(clipped) / tokens, "kl": klSum / tokens]
         if let entropies { metrics["entropy"] = entropies.reduce(0.0) { $0 + $1.reduce(0.0) { $0 + Double($1) } } / tokens }
         return LossResult(loss: loss, gradients: gradients, metrics: metrics,
@@ -192,9 +195,10 @@ public enum DPO {
 // MARK: - SFT
 
 public enum SFT {
-    /// Cross-entropy of the completion tokens: ℓ = −Σ log p / (number of completion tokens).
-    public static func loss(_ sequences: [ScoredSequence]) -> LossResult {
-        let tokens = Float(max(1, sequences.reduce(0) { $0 + $1.logprobs.count }))
+    /// Cross-entropy of the completion tokens: ℓ = −Σ log p / (number of completion tokens). `batchTokens`:
+    /// the whole batch's count when `sequences` are one micro-batch of it.
+    public static func loss(_ sequences: [ScoredSequence], batchTokens: Int? = nil) -> LossResult {
+        let tokens = Float(max(1, batchTokens ?? sequences.reduce(0) { $0 + $1.logprobs.count }))
         let loss = -sequences.reduce(0.0) { $0 + Double($1.logprobs.reduce(0, +)) } / Double(tokens)
         return LossResult(loss: loss, gradients: sequences.map { $0.logprobs.map { _ in -1 / tokens } }, metrics: [:])
     }

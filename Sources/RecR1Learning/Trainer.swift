@@ -154,11 +154,7 @@ public final class Trainer {
             return report
         }
 
-        if decoder.adapters != nil {
-            if adapterGradients == nil { adapterGradients = LoRAAdapters(zerosLike: decoder.adapters!) }
-        } else if fullGradients == nil {
-            fullGradients = ModelGradients(config: decoder.config)
-        }
+        allocateGradients()
         for range in parts {
             if parts.count > 1 {
                 _ = pass.forward(sequences: Array(batch.sequences[range]), scored: Array(batch.scored[range]),
@@ -167,7 +163,56 @@ public final class Trainer {
             pass.backward(Array(result.gradients[range]), dEntropies: result.entropyGradients.map { Array($0[range]) },
                           into: fullGradients, adapterGradients: adapterGradients)
         }
-        pendingSequences += batch.sequences.count
+        return step(report, sequences: batch.sequences.count, accumulate: accumulate, learningRate: learningRate)
+    }
+
+    /// An update whose loss splits over sequences: the derivatives of sequence i depend on its own log-probs
+    /// alone (and on batch-wide counts), as in GRPO and SFT. Each micro-batch then runs forward once and
+    /// backward at once with `loss(part, logprobs, entropies)`, its share of the whole batch's loss, with no
+    /// first pass over the whole batch. Metrics are the parts' means weighted by their scored tokens.
+    public func updateSeparately(_ batch: TrainingBatch, accumulate: Bool = false, learningRate: Float? = nil,
+                                 loss: (Range<Int>, [[Float]], [[Float]]) -> LossResult) -> Report {
+        let parts = microBatches(lengths: batch.sequences.map(\.count), maxTokens: settings.maxTokensPerMicroBatch)
+        allocateGradients()
+        var total = 0.0, weighted: [String: Double] = [:], entropySum = 0.0
+        for range in parts {
+            let logprobs = pass.forward(sequences: Array(batch.sequences[range]), scored: Array(batch.scored[range]), entropy: true)
+            let entropies = pass.entropies
+            let result = loss(range, logprobs, entropies)
+            guard result.loss.isFinite else {
+                dropAccumulation()
+                var report = Report(applied: false, loss: result.loss, metrics: result.metrics, step: optimizer.step,
+                                    tokens: batch.tokens, sequences: batch.sequences.count)
+                report.skippedReason = "the loss is not finite (\(result.loss))"
+                return report
+            }
+            total += result.loss
+            let tokens = Double(batch.scored[range].reduce(0) { $0 + $1.count })
+            for (key, value) in result.metrics { weighted[key, default: 0] += value * tokens }
+            entropySum += entropies.reduce(0.0) { $0 + $1.reduce(0.0) { $0 + Double($1) } }
+            pass.backward(result.gradients, dEntropies: result.entropyGradients, into: fullGradients,
+                          adapterGradients: adapterGradients)
+        }
+        let scoredTokens = Double(max(1, batch.scoredTokens))
+        var metrics = weighted.mapValues { $0 / scoredTokens }
+        metrics["entropy"] = metrics["entropy"] ?? entropySum / scoredTokens
+        let report = Report(applied: false, loss: total, metrics: metrics, step: optimizer.step, tokens: batch.tokens,
+                            sequences: batch.sequences.count)
+        return step(report, sequences: batch.sequences.count, accumulate: accumulate, learningRate: learningRate)
+    }
+
+    private func allocateGradients() {
+        if decoder.adapters != nil {
+            if adapterGradients == nil { adapterGradients = LoRAAdapters(zerosLike: decoder.adapters!) }
+        } else if fullGradients == nil {
+            fullGradients = ModelGradients(config: decoder.config)
+        }
+    }
+
+    /// After the gradients of `sequences` more sequences are in: keep accumulating, or step the optimiser.
+    private func step(_ report: Report, sequences: Int, accumulate: Bool, learningRate: Float?) -> Report {
+        var report = report
+        pendingSequences += sequences
         if accumulate {
             report.accumulated = true
             return report

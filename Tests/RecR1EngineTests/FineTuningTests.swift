@@ -70,4 +70,50 @@ final class MicroBatchTests: EngineTestCase {
         XCTAssertLessThan(maxAbsDifference(accumulated.finalNorm, all.finalNorm), 1e-5)
         XCTAssertGreaterThan(all.layers[0].wq.map(abs).max()!, 1e-4)
     }
+
+    /// GRPO and SFT run each micro-batch forward and backward once (their losses split over sequences): the
+    /// step, the loss and the metrics equal those of the whole batch in one micro-batch.
+    func testSeparableUpdatesInMicroBatchesEqualTheWholeBatch() {
+        let prompts: [[Int32]] = [[4, 9, 12], [8, 8], [1, 2, 3, 4], [7, 7, 7]]
+        let completions: [[Int32]] = [[30, 2, 5], [40, 3, 3, 9], [5, 6], [11, 12, 13, 14, 15]]
+        let rewards: [Float] = [1, 0, 0.5, 2]
+        for lora in [true, false] {
+            func trained(_ budget: Int, _ body: (Trainer) -> Trainer.Report) -> (Trainer.Report, [Float]) {
+                let model = DecoderTests.randomModel(seed: 52, qkvBias: true, tied: false)
+                var settings = TrainerSettings()
+                settings.lora = lora ? LoRASettings(rank: 4, alpha: 8) : nil
+                settings.schedule = .constant(0.01)
+                settings.maxTokensPerMicroBatch = budget
+                settings.seed = 3
+                let trainer = Trainer(decoder: model, settings: settings)
+                let report = body(trainer)
+                var flat: [Float] = []
+                if let adapters = model.adapters {
+                    adapters.forEachParameter(LoRAAdapters(zerosLike: adapters)) { p, _ in flat += p }
+                } else {
+                    model.updateWeights { $0.forEachParameter(ModelGradients(config: model.config)) { p, _ in flat += p } }
+                }
+                return (report, flat)
+            }
+            var grpo = GRPOSettings()
+            grpo.beta = 0
+            grpo.entropyCoefficient = 0.01
+            let groups = [(0..<2), (2..<4)].map { group in
+                group.map { GRPOSample(prompt: prompts[$0], completion: completions[$0], reward: rewards[$0]) }
+            }
+            for run in [{ (t: Trainer) in t.grpo(groups: groups, settings: grpo) },
+                        { (t: Trainer) in t.sft(prompts: prompts, completions: completions) }] {
+                let (whole, wholeWeights) = trained(1000, run)
+                let (parts, partWeights) = trained(8, run)  // 3 or 4 micro-batches
+                XCTAssertTrue(whole.applied && parts.applied)
+                XCTAssertEqual(parts.loss, whole.loss, accuracy: 1e-6 * max(1, abs(whole.loss)))
+                for (key, value) in whole.metrics {
+                    XCTAssertEqual(parts.metrics[key] ?? .nan, value, accuracy: 1e-5 * max(1, abs(value)), key)
+                }
+                XCTAssertEqual(parts.gradientNorm, whole.gradientNorm, accuracy: 1e-5 * whole.gradientNorm)
+                XCTAssertGreaterThan(whole.gradientNorm, 1e-4)
+                XCTAssertLessThan(maxAbsDifference(partWeights, wholeWeights), 1e-6)
+            }
+        }
+    }
 }

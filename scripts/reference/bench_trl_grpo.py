@@ -47,6 +47,7 @@ Timing, from a TrainerCallback and two wrappers (perf_counter, seconds):
   split.train_micro_batches   from the end of generate_and_score to on_pre_optimizer_step: the 8 forward +
                               backward passes and clip_grad_norm_.
   split.optimizer             on_pre_optimizer_step to on_optimizer_step: AdamW's step.
+loadavg_1m_at_step_end (and loadavg_1m_before_after) show other work on the machine, which inflates steps.
 TRL's own per-step metrics (loss, mean reward, mean completion length, its step_time) are copied from the
 trainer's log history.
 """
@@ -121,6 +122,7 @@ class StepTimer(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         c = self.clock.current
         c["end"] = time.perf_counter()
+        c["loadavg_1m"] = os.getloadavg()[0]
         self.clock.steps.append(c)
         self.clock.current = None
         log(f"step {state.global_step}: {c['end'] - c['begin']:.1f} s (generate {c.get('generate', 0.0):.1f} s)")
@@ -339,6 +341,9 @@ def main():
         "completion_tokens_per_s_median": round(PROMPTS_PER_STEP * NUM_GENERATIONS * NEW_TOKENS
                                                 / statistics.median(timed), 2) if timed else None,
         "split_per_step": [split_of(s) for s in steps],
+        # Other work on the machine inflates a step; the 1-minute load average at each step's end shows it
+        # (about the thread count when only this benchmark runs).
+        "loadavg_1m_at_step_end": [round(s["loadavg_1m"], 2) for s in steps],
         "train_wall_seconds": round(train_wall, 2),
         "trl_logs": trl_logs,
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
