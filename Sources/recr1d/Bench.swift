@@ -22,7 +22,7 @@ struct Bench: ParsableCommand {
             layers) or full fine-tuning; tok/s = 1024 / seconds. grpo_step: one whole GRPO step as in \
             scripts/reference/bench_trl_grpo.py — 8 ChatML prompts x 8 samples x 64 new tokens (temperature 1, \
             never stopping early), reward = share of distinct tokens, then one full fine-tuning update (GRPO, \
-            beta 0, AdamW lr 1e-6, the 64 completions in one micro-batch); seconds per step, split into \
+            beta 0, AdamW lr 1e-6, micro-batches of at most 2,048 tokens); seconds per step, split into \
             generation and update. Each figure is the median of \
             --repeats runs after a warm-up; matmul_share is the share of their wall time spent in matrix \
             products. With --reference, the PyTorch script runs too and ratios are added (--reference-bf16: \
@@ -212,7 +212,6 @@ struct Bench: ParsableCommand {
         var trainerSettings = TrainerSettings()
         trainerSettings.lora = nil
         trainerSettings.schedule = .constant(1e-6)
-        trainerSettings.maxTokensPerMicroBatch = 1 << 20  // the whole batch in one micro-batch
         let trainer = Trainer(decoder: policy.decoder, settings: trainerSettings)
         let generator = Generator(decoder: policy.decoder, endTokens: []) { _ in "" }
         var sampling = SamplingSettings()
