@@ -19,7 +19,9 @@ struct Bench: ParsableCommand {
             special); tok/s = samples x 64 / decode seconds (prefill timed apart). score_8x128: log-probs of \
             8 sequences x 128 tokens in one pass; tok/s = 1024 / seconds. train_lora_8x128, train_full_8x128: \
             one optimiser step (forward, backward, AdamW) of SFT on 8 x 128 tokens, LoRA (rank 16, all seven \
-            layers) or full fine-tuning; tok/s = 1024 / seconds. grpo_step: one whole GRPO step as in \
+            layers) or full fine-tuning; tok/s = 1024 / seconds; matmul_gflops = the step's product FLOPs over \
+            the time spent in products, matmul_fraction_of_peak = that over matmul_peak (one 2048^3 product \
+            on the same backend: on AMX, the AMX rate). grpo_step: one whole GRPO step as in \
             scripts/reference/bench_trl_grpo.py — 8 ChatML prompts x 8 samples x 64 new tokens (temperature 1, \
             never stopping early), reward = share of distinct tokens, then one full fine-tuning update (GRPO, \
             beta 0, AdamW lr 1e-6, micro-batches of at most 2,048 tokens); seconds per step, split into \
@@ -130,7 +132,11 @@ struct Bench: ParsableCommand {
         result["peak_rss_mib"] = peakRSSMiB()
         }
 
+        var matmulPeak: Double?
         if !noTraining {
+            let peak = measureMatmulPeak()
+            matmulPeak = peak["gflops"] as? Double
+            result["matmul_peak"] = peak
             // Full fine-tuning last: its gradients and moments dominate the peak memory.
             for mode in ["lora", "full"] where trainModes.split(separator: ",").contains(Substring(mode)) {
                 let trainee = try Policy.load(path: model ?? DefaultModel.locate()).decoder
@@ -142,7 +148,13 @@ struct Bench: ParsableCommand {
                 let runs = measure("train \(mode) 8x128") {
                     time { _ = trainer.sft(prompts: items.map(\.prompt), completions: items.map(\.completion)) }
                 }
-                result["train_\(mode)_8x128"] = summary(runs, tokens: 1024)
+                var figure = summary(runs, tokens: 1024)
+                // How fast the step's matrix products run, against the best this backend does here.
+                let flops = Self.trainingFLOPs(trainee.config, sequences: 8, length: 128, scored: 127, full: mode == "full")
+                let productSeconds = runs.median * runs.matmulShare
+                figure["matmul_gflops"] = rounded(flops / productSeconds / 1e9, 1)
+                if let peak = matmulPeak { figure["matmul_fraction_of_peak"] = rounded(flops / productSeconds / 1e9 / peak, 3) }
+                result["train_\(mode)_8x128"] = figure
                 result["peak_rss_after_train_\(mode)_mib"] = peakRSSMiB()
             }
         }
@@ -182,6 +194,38 @@ struct Bench: ParsableCommand {
         }
         let data = try JSONSerialization.data(withJSONObject: result, options: [.sortedKeys])
         print(String(decoding: data, as: UTF8.self))
+    }
+
+    /// Matrix-product FLOPs of one training step on `sequences` sequences of `length` tokens, `scored` of
+    /// each scored: the forward products (linear layers; attention as full T×T products per head; the head
+    /// on scored rows), and backward the input gradients of every product, the weight gradients in full
+    /// fine-tuning only, and attention's four products per head. LoRA's rank-16 products are left out.
+    static func trainingFLOPs(_ c: ModelConfig, sequences: Int, length: Int, scored: Int, full: Bool) -> Double {
+        let linear = 2.0 * Double(c.layers * (2 * c.dim * c.qDim + 2 * c.dim * c.kvDim + 3 * c.dim * c.ffnDim))
+        let head = 2.0 * Double(c.dim * c.vocabSize)
+        let attention = Double(c.layers * c.heads) * 4.0 * Double(length * length * c.headDim)
+        let weights = Double(sequences * length) * linear + Double(sequences * scored) * head
+        return weights * (full ? 3 : 2) + Double(sequences) * attention * 3
+    }
+
+    /// The backend's rate on one large product (2048 × 2048 by 2048 × 2048, weights packed where the backend
+    /// packs them), best of 5: the ceiling the training figures' `matmul_fraction_of_peak` is measured against.
+    func measureMatmulPeak() -> [String: Any] {
+        let n = 2048
+        var random = RandomStream(seed: 9)
+        let x = (0..<(n * n)).map { _ in Float(Int(random.next() % 2001) - 1000) / 1000 }
+        let w = (0..<(n * n)).map { _ in Float(Int(random.next() % 2001) - 1000) / 1000 }
+        var y = [Float](repeating: 0, count: n * n)
+        let packed = MatMul.backend == .openblas ? nil : PackedMatrix(outDim: n, inDim: n, bf16: MatMul.backend == .onednnBF16)
+        w.withUnsafeBufferPointer { try? packed?.pack($0.baseAddress!, role: .forward) }
+        let best = (0..<6).map { _ in
+            time { MatMul.linear(&y, x, w, packed: packed, rows: n, inDim: n, outDim: n) }
+        }.dropFirst().min()!
+        let gflops = 2 * Double(n * n * n) / best / 1e9
+        progress("matmul peak: \(rounded(gflops, 1)) GFLOP/s on \(MatMul.backend.rawValue)")
+        return ["gflops": rounded(gflops, 1), "shape": "\(n)x\(n) by \(n)x\(n)", "backend": MatMul.backend.rawValue,
+                "implementation": MatMul.backend == .openblas ? "OpenBLAS \(BLAS.core)"
+                    : MatMul.dnnlImplementation(m: n, n: n, k: n, bf16: MatMul.backend == .onednnBF16)]
     }
 
     /// The GRPO step's prompts, as in scripts/reference/bench_trl_grpo.py: ChatML user messages with the

@@ -15,7 +15,9 @@ Prints one JSON object to stdout (progress goes to stderr). Measured, each after
                               prompt repeated batch times: end to end, prefill of every copy included.
   score_8x128                 One forward over 8 sequences x 128 tokens, log_softmax, and a gather of
                               each next token's log-prob. tok/s = 1024 / seconds.
-  peak_rss_mib                resource.getrusage(RUSAGE_SELF).ru_maxrss after the inference figures.
+  peak_rss_mib                VmHWM of /proc/self/status after the inference figures (not ru_maxrss: Linux
+                              carries the parent's peak into a spawned child's ru_maxrss, so run from
+                              recr1d bench it would report recr1d's peak).
   train_lora_8x128 / train_full_8x128
                               One supervised step on a fresh copy of the model in train mode: forward over
                               8 x 128 fixed pseudo-random ids, cross-entropy on the last 64 positions of
@@ -253,7 +255,14 @@ def measure_training(directory, mode, ids, labels, repeats, autocast):
 
 
 def peak_rss_mib():
-    # ru_maxrss is in KiB on Linux.
+    """This process's own peak resident memory (VmHWM, KiB, reset at exec), in MiB."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 

@@ -89,6 +89,19 @@ PROMPTS = [
 ]
 
 
+def peak_rss_mib():
+    """This process's own peak resident memory (VmHWM, reset at exec; a spawned child's ru_maxrss carries
+    its parent's peak on Linux), in MiB."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
 def log(message):
     print(f"bench_trl_grpo: {message}", file=sys.stderr, flush=True)
 
@@ -346,7 +359,7 @@ def main():
         "loadavg_1m_at_step_end": [round(s["loadavg_1m"], 2) for s in steps],
         "train_wall_seconds": round(train_wall, 2),
         "trl_logs": trl_logs,
-        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "peak_rss_mib": peak_rss_mib(),
         "loadavg_1m_before_after": [round(load_before[0], 2), round(load_after[0], 2)],
     }
     print(json.dumps(result, indent=2))
