@@ -20,7 +20,7 @@ public struct TrainingConfig: Equatable {
     public var adamBeta2 = 0.999
     public var adamEpsilon = 1e-8
     public var maxGradNorm = 1.0               // 0 = no clipping
-    /// The memory budget: tokens per micro-batch (about 45 KB of activations each for SmolLM2-135M).
+    /// The memory budget: tokens per micro-batch (about 1 MB of saved activations each for SmolLM2-135M).
     public var microBatchTokens = 2048
     /// Seeds the adapters' initialisation and the seeds of Generate requests that give none; 0 = random.
     public var seed: UInt64 = 0

@@ -58,7 +58,6 @@ import importlib.metadata
 import json
 import os
 import platform
-import resource
 import statistics
 import sys
 import tempfile
@@ -67,6 +66,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import make_golden as g  # noqa: E402  (sets the offline environment, finds the model)
+from bench_torch import peak_rss_mib  # noqa: E402
 import torch  # noqa: E402
 from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback  # noqa: E402
 from transformers.utils import logging as hf_logging  # noqa: E402
@@ -87,19 +87,6 @@ PROMPTS = [
     "Summarise the rules of chess for someone who has never played a board game before.",
     "Tell me a short story about a robot who learns to paint landscapes by the sea.",
 ]
-
-
-def peak_rss_mib():
-    """This process's own peak resident memory (VmHWM, reset at exec; a spawned child's ru_maxrss carries
-    its parent's peak on Linux), in MiB."""
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return round(int(line.split()[1]) / 1024, 1)
-    except OSError:
-        pass
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 def log(message):
