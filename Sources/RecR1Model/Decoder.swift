@@ -26,8 +26,7 @@ public final class Decoder {
     }
 
     /// Changes the weights in place (an optimiser step, a restored checkpoint); the packed copies are then
-    /// out of date and are packed again on their next use. (In place: an observed property would copy
-    /// every array on each step.)
+    /// out of date and are packed again on their next use.
     public func updateWeights<T>(_ body: (inout ModelWeights) throws -> T) rethrows -> T {
         defer { packedWeights.weightsChanged() }
         return try body(&weights)
