@@ -119,7 +119,8 @@ public enum MatMul {
         skinnyRowLimit = chosen == .onednnBF16 && CPUFeatures.current.amxBF16 ? 4 : 16
     }
 
-    /// oneDNN bf16 where the CPU has AMX-BF16 (without AMX, bf16 is slower than fp32 here), else OpenBLAS.
+    /// oneDNN bf16 where the CPU has AMX-BF16, else OpenBLAS (#6 measured bf16 without AMX slower than fp32 on an
+    /// Intel Xeon; on AVX512-BF16 AMD EPYC it is faster, docs/performance.md, so there it is the user's choice).
     public static var fastestBackend: Backend {
         CPUFeatures.current.amxBF16 && dnnlAvailable == nil ? .onednnBF16 : .openblas
     }

@@ -147,13 +147,9 @@ public final class Trainer {
         var metrics = result.metrics
         metrics["entropy"] = metrics["entropy"]
             ?? entropies.reduce(0.0) { $0 + $1.reduce(0.0) { $0 + Double($1) } } / Double(max(1, batch.scoredTokens))
-        var report = Report(applied: false, loss: result.loss, metrics: metrics, step: optimizer.step,
+        guard result.loss.isFinite else { return skipped(result.loss, metrics: metrics, batch) }
+        let report = Report(applied: false, loss: result.loss, metrics: metrics, step: optimizer.step,
                             tokens: batch.tokens, sequences: batch.sequences.count)
-        guard result.loss.isFinite else {
-            dropAccumulation()
-            report.skippedReason = "the loss is not finite (\(result.loss))"
-            return report
-        }
 
         allocateGradients()
         for range in parts {
@@ -180,13 +176,7 @@ public final class Trainer {
             let logprobs = pass.forward(sequences: Array(batch.sequences[range]), scored: Array(batch.scored[range]), entropy: true)
             let entropies = pass.entropies
             let result = loss(range, logprobs, entropies)
-            guard result.loss.isFinite else {
-                dropAccumulation()
-                var report = Report(applied: false, loss: result.loss, metrics: result.metrics, step: optimizer.step,
-                                    tokens: batch.tokens, sequences: batch.sequences.count)
-                report.skippedReason = "the loss is not finite (\(result.loss))"
-                return report
-            }
+            guard result.loss.isFinite else { return skipped(result.loss, metrics: result.metrics, batch) }
             total += result.loss
             let tokens = Double(batch.scored[range].reduce(0) { $0 + $1.count })
             for (key, value) in result.metrics { weighted[key, default: 0] += value * tokens }
@@ -200,6 +190,15 @@ public final class Trainer {
         let report = Report(applied: false, loss: total, metrics: metrics, step: optimizer.step, tokens: batch.tokens,
                             sequences: batch.sequences.count)
         return step(report, sequences: batch.sequences.count, accumulate: accumulate, learningRate: learningRate)
+    }
+
+    /// A step skipped because the loss is not finite: the weights stay, what was accumulated is dropped.
+    private func skipped(_ loss: Double, metrics: [String: Double], _ batch: TrainingBatch) -> Report {
+        dropAccumulation()
+        var report = Report(applied: false, loss: loss, metrics: metrics, step: optimizer.step, tokens: batch.tokens,
+                            sequences: batch.sequences.count)
+        report.skippedReason = "the loss is not finite (\(loss))"
+        return report
     }
 
     private func allocateGradients() {

@@ -86,8 +86,12 @@ public final class Decoder {
     /// Runs the rows through the model, writing their keys and values into `cache`, and returns the logits
     /// of the rows listed in `logitRows` ([logitRows.count × vocab], in that order).
     public func forward(_ rows: [Row], cache: KVCache, logitRows: [Int]) -> [Float] {
-        runLayers(rows, cache: cache)
-        return logits(rows: logitRows)
+        var logits: [Float] = []
+        logits.reserveCapacity(logitRows.count * config.vocabSize)
+        forward(rows, cache: cache, logitRows: logitRows, chunk: logitRows.count) { range, chunk in
+            logits.append(contentsOf: UnsafeBufferPointer(start: chunk, count: range.count * config.vocabSize))
+        }
+        return logits
     }
 
     /// Like `forward`, but hands the logits over in chunks of at most `chunk` rows of `logitRows` (the range
@@ -278,23 +282,5 @@ public final class Decoder {
         MatMul.linear(x, gate, w.wDown, quantized: w.quantized.wDown, packed: packed(layer, .down, rows: n), rows: n,
                       inDim: c.ffnDim, outDim: c.dim, accumulate: true)
         addAdapter(layer, .down, out: x, input: gate, rows: n)
-    }
-
-    /// Final norm and output projection for the chosen rows.
-    private func logits(rows selected: [Int]) -> [Float] {
-        let c = config
-        if selected.isEmpty { return [] }
-        var normed = [Float](repeating: 0, count: selected.count * c.dim)
-        normed.withUnsafeMutableBufferPointer { normed in
-            for (i, r) in selected.enumerated() {
-                Kernels.rmsNorm(normed.baseAddress! + i * c.dim, work.x.p + r * c.dim, weights.finalNorm, c.dim, eps: c.normEps)
-            }
-        }
-        var out = [Float](repeating: 0, count: selected.count * c.vocabSize)
-        let head = weights.lmHead ?? weights.tokenEmbedding
-        let packedHead = packedWeights.matrix(.head, .forward, rows: selected.count, weights: weights, config: c)
-        MatMul.linear(&out, normed, head, quantized: weights.quantizedHead, packed: packedHead, rows: selected.count,
-                      inDim: c.dim, outDim: c.vocabSize)
-        return out
     }
 }
