@@ -40,7 +40,7 @@ public enum BLAS {
         beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int
     ) {
         recr1_parallel_park()  // OpenBLAS's threads need the cores our pool's workers would spin on
-        MatMulClock.measure {
+        WorkClock.measure(.products) {
             recr1_sgemm(transA ? 1 : 0, transB ? 1 : 0, Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda),
                         b, Int32(ldb), beta, c, Int32(ldc))
         }
@@ -66,35 +66,6 @@ public struct CPUFeatures: CustomStringConvertible {
             ("avx512vl", avx512vl), ("avx512bf16", avx512bf16), ("amx-tile", amxTile), ("amx-bf16", amxBF16),
         ]
         return named.filter { $0.1 }.map { $0.0 }.joined(separator: " ")
-    }
-}
-
-/// Wall time spent in matrix products while switched on (for the benchmark's split between products
-/// and everything else). Counted at the leaves: OpenBLAS, oneDNN and the few-row C kernels.
-public enum MatMulClock {
-    private static let lock = NSLock()
-    private static var on = false
-    private static var total = Duration.zero
-
-    /// Starts counting from zero.
-    public static func start() { lock.withLock { on = true; total = .zero } }
-
-    /// Stops counting; the seconds counted since `start`.
-    public static func stop() -> Double {
-        lock.withLock {
-            on = false
-            return Double(total.components.seconds) + Double(total.components.attoseconds) * 1e-18
-        }
-    }
-
-    @inline(__always)
-    static func measure<T>(_ body: () -> T) -> T {
-        guard lock.withLock({ on }) else { return body() }
-        let start = ContinuousClock.now
-        let result = body()
-        let elapsed = ContinuousClock.now - start
-        lock.withLock { total += elapsed }
-        return result
     }
 }
 
@@ -156,7 +127,7 @@ public enum MatMul {
         let (k, n) = role == .forward ? (packed.inDim, packed.outDim) : (packed.outDim, packed.inDim)
         recr1_parallel_park()
         var error: String?
-        let done = MatMulClock.measure {
+        let done = WorkClock.measure(.products) {
             packed.product(role, rows: rows, x: x, ldx: k, beta: beta, y: y, ldy: n, error: &error)
         }
         if let error { lastBackendError = error }
@@ -181,7 +152,7 @@ public enum MatMul {
         if backend != .openblas {
             recr1_parallel_park()
             var message = [CChar](repeating: 0, count: 256)
-            let status = MatMulClock.measure {
+            let status = WorkClock.measure(.products) {
                 recr1_dnnl_gemm(transA ? 1 : 0, transB ? 1 : 0, Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b,
                                 Int32(ldb), beta, c, Int32(ldc), backend == .onednnBF16 && !fp32 ? 1 : 0, &message,
                                 Int32(message.count))
@@ -207,7 +178,7 @@ public enum MatMul {
                               rows: Int, inDim: Int, outDim: Int, accumulate: Bool = false, fp32: Bool = false) {
         let beta: Float = accumulate ? 1 : 0
         if rows <= skinnyRowLimit {
-            MatMulClock.measure {
+            WorkClock.measure(.products) {
                 forEachOutputSlice(outDim) { slice in
                     fewRows(slice, out, x, w, quantized: quantized, rows: rows, inDim: inDim, outDim: outDim, beta: beta)
                 }
@@ -250,7 +221,7 @@ public enum MatMul {
             return
         }
         let parts = Parallel.threads
-        MatMulClock.measure {
+        WorkClock.measure(.products) {
             Parallel.forEach(parts) { part in
                 for p in projections {
                     let slice = outputSlice(part, of: parts, p.outDim)

@@ -29,6 +29,10 @@ public final class AdamWOptimizer {
     /// One step over the tensors `visit` hands over, each with its gradient, always in the same order.
     /// `learningRate` overrides the schedule for this step.
     public func apply(learningRate: Float? = nil, _ visit: ((inout [Float], [Float]) -> Void) -> Void) -> StepReport {
+        WorkClock.measure(.optimizer) { update(learningRate: learningRate, visit) }
+    }
+
+    private func update(learningRate: Float?, _ visit: ((inout [Float], [Float]) -> Void) -> Void) -> StepReport {
         // The global norm first; clipping scales the gradients as AdamW reads them (no copy of them is made).
         var squares = 0.0, tensors = 0
         visit { _, g in

@@ -169,20 +169,22 @@ public final class Decoder {
 
         // Each query head attends over its slot's cached positions 0...p with its key/value head. Long runs of
         // one sequence (prefill, scoring) do it as two matrix products per head; short ones (decoding) row by row.
-        var single: [Int] = []
-        for run in Self.runs(rows) {
-            if run.count > Self.attentionRunLimit {
-                attendByProducts(layer: layer, rows: rows, run: run, cache: cache)
-            } else {
-                single += run
+        WorkClock.measure(.attention) {
+            var single: [Int] = []
+            for run in Self.runs(rows) {
+                if run.count > Self.attentionRunLimit {
+                    attendByProducts(layer: layer, rows: rows, run: run, cache: cache)
+                } else {
+                    single += run
+                }
             }
-        }
-        // Decoding: rows are independent, so they run in parallel, each with its own line of scores.
-        let line = single.map { rows[$0].position + 1 }.max() ?? 0
-        work.scores.resize(single.count * line)
-        Parallel.rows(single.count, minimumPerThread: 1) { range in
-            for i in range {
-                attendRow(layer: layer, r: single[i], row: rows[single[i]], cache: cache, scores: work.scores.p + i * line)
+            // Decoding: rows are independent, so they run in parallel, each with its own line of scores.
+            let line = single.map { rows[$0].position + 1 }.max() ?? 0
+            work.scores.resize(single.count * line)
+            Parallel.rows(single.count, minimumPerThread: 1) { range in
+                for i in range {
+                    attendRow(layer: layer, r: single[i], row: rows[single[i]], cache: cache, scores: work.scores.p + i * line)
+                }
             }
         }
         // x += attention · Woᵀ (the residual add folded into the product).

@@ -36,7 +36,7 @@ public final class PackedWeights {
         guard let packed else { return nil }
         if packed.packedVersion[role] != version {
             do {
-                try w.withUnsafeBufferPointer { try packed.pack($0.baseAddress!, role: role) }
+                try WorkClock.measure(.packing) { try w.withUnsafeBufferPointer { try packed.pack($0.baseAddress!, role: role) } }
                 packed.packedVersion[role] = version
             } catch {
                 matrices[matrix] = nil

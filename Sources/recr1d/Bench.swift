@@ -26,8 +26,11 @@ struct Bench: ParsableCommand {
             never stopping early), reward = share of distinct tokens, then one full fine-tuning update (GRPO, \
             beta 0, AdamW lr 1e-6, micro-batches of at most 2,048 tokens); seconds per step, split into \
             generation and update. Each figure is the median of \
-            --repeats runs after a warm-up; matmul_share is the share of their wall time spent in matrix \
-            products. With --reference, the PyTorch script runs too and ratios are added (--reference-bf16: \
+            --repeats runs after a warm-up. Each figure splits its wall time: matmul_share (products with the \
+            weights), attention_share (attention over the cache or the sequence), packing_share (weights into \
+            the backend's layout after they change), optimizer_share (AdamW and its gradient norm) and \
+            other_share (RMSNorm, RoPE, SiLU, softmax and log-softmax over the vocabulary, sampling, the rest); \
+            matmul_gflops counts the products with the weights only. With --reference, the PyTorch script runs too and ratios are added (--reference-bf16: \
             also under PyTorch's bf16 autocast); with --grpo-step as well, TRL's GRPOTrainer runs the same \
             GRPO step (scripts/reference/bench_trl_grpo.py) and ratio_grpo_step_vs_trl_grpo is its seconds \
             over ours.
@@ -151,7 +154,7 @@ struct Bench: ParsableCommand {
                 var figure = summary(runs, tokens: 1024)
                 // How fast the step's matrix products run, against the best this backend does here.
                 let flops = Self.trainingFLOPs(trainee.config, sequences: 8, length: 128, scored: 127, full: mode == "full")
-                let productSeconds = runs.median * runs.matmulShare
+                let productSeconds = runs.median * runs.matmulShare  // attention's products are timed apart
                 figure["matmul_gflops"] = rounded(flops / productSeconds / 1e9, 1)
                 if let peak = matmulPeak { figure["matmul_fraction_of_peak"] = rounded(flops / productSeconds / 1e9 / peak, 3) }
                 result["train_\(mode)_8x128"] = figure
@@ -196,16 +199,15 @@ struct Bench: ParsableCommand {
         print(String(decoding: data, as: UTF8.self))
     }
 
-    /// Matrix-product FLOPs of one training step on `sequences` sequences of `length` tokens, `scored` of
-    /// each scored: the forward products (linear layers; attention as full T×T products per head; the head
-    /// on scored rows), and backward the input gradients of every product, the weight gradients in full
-    /// fine-tuning only, and attention's four products per head. LoRA's rank-16 products are left out.
+    /// FLOPs of one training step's products with the weights, on `sequences` sequences of `length` tokens,
+    /// `scored` of each scored: forward (the linear layers; the head on scored rows), and backward the input
+    /// gradients of every product and the weight gradients in full fine-tuning only. Attention's products
+    /// (timed apart) and LoRA's rank-16 products are left out.
     static func trainingFLOPs(_ c: ModelConfig, sequences: Int, length: Int, scored: Int, full: Bool) -> Double {
         let linear = 2.0 * Double(c.layers * (2 * c.dim * c.qDim + 2 * c.dim * c.kvDim + 3 * c.dim * c.ffnDim))
         let head = 2.0 * Double(c.dim * c.vocabSize)
-        let attention = Double(c.layers * c.heads) * 4.0 * Double(length * length * c.headDim)
         let weights = Double(sequences * length) * linear + Double(sequences * scored) * head
-        return weights * (full ? 3 : 2) + Double(sequences) * attention * 3
+        return weights * (full ? 3 : 2)
     }
 
     /// The backend's rate on one large product (2048 × 2048 by 2048 × 2048, weights packed where the backend
@@ -266,6 +268,7 @@ struct Bench: ParsableCommand {
         var steps: [(generate: Double, update: Double, reward: Double)] = []
         for index in 0...repeats {
             progress(index == 0 ? "grpo step: warm-up" : "grpo step: run \(index)/\(repeats)")
+            if index == 1 { WorkClock.start() }
             sampling.seed = UInt64(index + 1)
             var completions: [[Completion]] = []
             let generate = time { completions = generator.generate(prompts: prompts, n: 8, settings: sampling) }
@@ -280,13 +283,16 @@ struct Bench: ParsableCommand {
             if index > 0 { steps.append((generate, update, reward)) }
             progress("grpo step: generate \(rounded(generate, 2)) s, update \(rounded(update, 2)) s, reward \(rounded(reward, 3))")
         }
+        let work = WorkClock.stop()
         func median(_ xs: [Double]) -> Double { xs.sorted()[xs.count / 2] }
         let totals = steps.map { $0.generate + $0.update }
-        return ["seconds": rounded(median(totals), 2), "seconds_each": totals.map { rounded($0, 2) },
+        let split = summary(Runs(seconds: totals, shares: work.mapValues { $0 / totals.reduce(0, +) }), tokens: 0)
+        return split.filter { $0.key.hasSuffix("_share") }.merging([
+                "seconds": rounded(median(totals), 2), "seconds_each": totals.map { rounded($0, 2) },
                 "generate_seconds": rounded(median(steps.map(\.generate)), 2),
                 "update_seconds": rounded(median(steps.map(\.update)), 2),
                 "prompt_tokens": prompts.map(\.count), "samples": 64, "new_tokens": 64,
-                "peak_rss_mib": peakRSSMiB()]
+                "peak_rss_mib": peakRSSMiB()]) { $1 }
     }
 
     func peakRSSMiB() -> Double {
@@ -348,26 +354,38 @@ struct Bench: ParsableCommand {
         progress("\(what): warm-up")
         _ = body()
         var wall = 0.0
-        MatMulClock.start()
+        WorkClock.start()
         let seconds = (1...repeats).map { index in
             var s = 0.0
             wall += time { s = body() }
             progress("\(what): run \(index)/\(repeats) \(rounded(s, 3)) s")
             return s
         }
-        return Runs(seconds: seconds, matmulShare: MatMulClock.stop() / wall)
+        return Runs(seconds: seconds, shares: WorkClock.stop().mapValues { $0 / wall })
     }
 
     struct Runs {
         var seconds: [Double]
-        var matmulShare: Double
+        /// Share of the runs' wall time by kind of work; the rest is `otherShare`.
+        var shares: [WorkClock.Kind: Double]
         var median: Double { seconds.sorted()[seconds.count / 2] }
+        var matmulShare: Double { shares[.products] ?? 0 }
+        var otherShare: Double { max(0, 1 - shares.values.reduce(0, +)) }
     }
 
+    /// tok/s and the split of the time: matmul_share (products with the weights), attention_share,
+    /// packing_share (weights into the backend's layout after a change), optimizer_share (AdamW with its
+    /// gradient norm) and other_share (norms, RoPE, SiLU, softmax and log-softmax, sampling, the rest).
     func summary(_ runs: Runs, tokens: Int) -> [String: Any] {
         let best = runs.seconds.min()!
-        return ["tok_per_s": rounded(Double(tokens) / runs.median, 2), "best_tok_per_s": rounded(Double(tokens) / best, 2),
-                "seconds": runs.seconds.map { rounded($0, 4) }, "matmul_share": rounded(runs.matmulShare, 3)]
+        var figure: [String: Any] = [
+            "tok_per_s": rounded(Double(tokens) / runs.median, 2), "best_tok_per_s": rounded(Double(tokens) / best, 2),
+            "seconds": runs.seconds.map { rounded($0, 4) }, "matmul_share": rounded(runs.matmulShare, 3),
+            "other_share": rounded(runs.otherShare, 3)]
+        for kind in WorkClock.Kind.allCases where kind != .products {
+            figure["\(kind.rawValue)_share"] = rounded(runs.shares[kind] ?? 0, 3)
+        }
+        return figure
     }
 
     func time(_ body: () -> Void) -> Double {
