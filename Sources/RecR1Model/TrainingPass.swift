@@ -152,7 +152,7 @@ public final class TrainingPass {
                     Kernels.rope(a.k.p + r * c.kvDim, heads: c.kvHeads, headDim: c.headDim, cos: cos.p + r * half, sin: sin.p + r * half)
                 }
             }
-            attentionForward(a)
+            WorkClock.measure(.attention) { attentionForward(a) }
             MatMul.linear(x.p, a.att.p, lw.wo, packed: packed(l, .o), rows: rows, inDim: c.qDim, outDim: c.dim, accumulate: true)
             addAdapter(a, l, .o, out: x.p, input: a.att.p)
 
@@ -243,7 +243,9 @@ public final class TrainingPass {
             for (i, target) in targets[range].enumerated() {
                 (chunkRows.p + i * c.dim).update(from: normed.p + target.row * c.dim, count: c.dim)
             }
-            MatMul.linear(logits.p, chunkRows.p, head, rows: range.count, inDim: c.dim, outDim: c.vocabSize, fp32: true)
+            // On bf16 as every other product (as under autocast); the log-softmax that follows stays fp32.
+            let packedHead = decoder.packedWeights.matrix(.head, .forward, rows: range.count, weights: decoder.weights, config: c)
+            MatMul.linear(logits.p, chunkRows.p, head, packed: packedHead, rows: range.count, inDim: c.dim, outDim: c.vocabSize)
             body(range, logits.p)
             start = range.upperBound
         }
@@ -367,7 +369,7 @@ public final class TrainingPass {
 
             // Attention: h = xIn + att · Woᵀ.
             linear(.o, \.wo, dIn: dAtt.p, dOut: dx.p, input: a.att.p, weight: lw.wo)
-            attentionBackward(a, dAtt: dAtt.p, dq: dq.p, dk: dk.p, dv: dv.p)
+            WorkClock.measure(.attention) { attentionBackward(a, dAtt: dAtt.p, dq: dq.p, dk: dk.p, dv: dv.p) }
             Parallel.rows(rows) { range in
                 for r in range {
                     Kernels.rope(dq.p + r * c.qDim, heads: c.heads, headDim: c.headDim, cos: cos.p + r * half, sin: negativeSin.p + r * half)
