@@ -12,7 +12,7 @@ echo "== Swift tests"
 swift test -c release -Xswiftc -enable-testing --skip-build --disable-swift-testing
 echo "== Swift engine tests on the portable kernels (the path of CPUs without AVX-512)"
 RECR1_KERNELS=portable swift test -c release -Xswiftc -enable-testing --skip-build --disable-swift-testing \
-    --filter "KernelTests|QuantizedTests|DecoderTests|TrainingPassTests|GradientParityTests|LoRATests|ParityTests"
+    --filter "KernelTests|QuantizedTests|DecoderTests|TrainingPassTests|GradientParityTests|LoRATests|ParityTests|OptimizerTests"
 echo "== Python tests"
 RECR1D="$(swift build -c release -Xswiftc -enable-testing --show-bin-path)/recr1d" \
     "$PYTHON" -m pytest -q clients/python/tests

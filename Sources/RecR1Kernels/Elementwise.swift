@@ -96,6 +96,30 @@ public enum Kernels {
         recr1_logit_gradient(x, Int32(n), logSumExp, d, dH, entropy)
     }
 
+    /// Σ x[i]² over n values, in float blocks added in double, on every thread when n is large.
+    public static func sumOfSquares(_ x: UnsafePointer<Float>, _ n: Int) -> Double {
+        let parts = max(1, min(Parallel.threads, n >> 16))
+        var partial = [Double](repeating: 0, count: parts)
+        partial.withUnsafeMutableBufferPointer { partial in
+            let chunk = (n + parts - 1) / parts
+            Parallel.forEach(parts) { part in
+                let start = min(part * chunk, n), end = min(start + chunk, n)
+                partial[part] = recr1_sum_squares(x + start, end - start)
+            }
+        }
+        return partial.reduce(0, +)
+    }
+
+    /// One AdamW update of n elements (see `recr1_adamw`): g = gradient · gradientScale, m and v move toward
+    /// g and g², p = p·decay − stepSize · m / (√v · inverseSqrtCorrection2 + ε).
+    public static func adamW(_ p: UnsafeMutablePointer<Float>, gradient: UnsafePointer<Float>, m: UnsafeMutablePointer<Float>,
+                             v: UnsafeMutablePointer<Float>, _ n: Int, gradientScale: Float, beta1: Float, beta2: Float,
+                             decay: Float, stepSize: Float, inverseSqrtCorrection2: Float, epsilon: Float) {
+        var step = recr1_adamw_step(gradient_scale: gradientScale, beta1: beta1, beta2: beta2, decay: decay,
+                                    step_size: stepSize, inverse_sqrt_correction2: inverseSqrtCorrection2, epsilon: epsilon)
+        recr1_adamw(p, gradient, m, v, n, &step)
+    }
+
     /// The RoPE angles of a position: cos and sin of position · θ^(−2i/headDim) for i < headDim/2.
     public static func ropeAngles(position: Int, headDim: Int, theta: Float,
                                   cos: UnsafeMutablePointer<Float>, sin: UnsafeMutablePointer<Float>) {

@@ -33,7 +33,8 @@ public struct AdamWMoments: Equatable {
 
 public enum AdamW {
     /// One update of `parameter` from `gradient` · `gradientScale` (the clipping factor) at step t (1-based),
-    /// learning rate lr. Large tensors are updated in slices on every thread (each element on its own).
+    /// learning rate lr, in PyTorch's arrangement: step size lr / (1 − β1ᵗ), denominator √v / √(1 − β2ᵗ) + ε.
+    /// Large tensors are updated in slices on every thread (each element on its own).
     public static func update(_ parameter: inout [Float], gradient: [Float], gradientScale: Float = 1,
                               moments: inout AdamWMoments, step t: Int, learningRate lr: Float, settings s: AdamWSettings) {
         precondition(parameter.count == gradient.count && moments.m.count == parameter.count && t >= 1)
@@ -46,13 +47,11 @@ public enum AdamW {
                     gradient.withUnsafeBufferPointer { gradient in
                         let (p, m, v, gradient) = (p.baseAddress!, m.baseAddress!, v.baseAddress!, gradient.baseAddress!)
                         Parallel.rows(count, minimumPerThread: 1 << 16) { range in
-                            for i in range {
-                                let g = gradient[i] * gradientScale
-                                m[i] = s.beta1 * m[i] + (1 - s.beta1) * g
-                                v[i] = s.beta2 * v[i] + (1 - s.beta2) * g * g
-                                let mHat = m[i] / correction1, vHat = v[i] / correction2
-                                p[i] = p[i] * decay - lr * mHat / (vHat.squareRoot() + s.epsilon)
-                            }
+                            let i = range.lowerBound
+                            Kernels.adamW(p + i, gradient: gradient + i, m: m + i, v: v + i, range.count,
+                                          gradientScale: gradientScale, beta1: s.beta1, beta2: s.beta2, decay: decay,
+                                          stepSize: lr / correction1, inverseSqrtCorrection2: 1 / correction2.squareRoot(),
+                                          epsilon: s.epsilon)
                         }
                     }
                 }
@@ -61,20 +60,9 @@ public enum AdamW {
     }
 }
 
-/// Σ g² over a tensor, in Double.
+/// Σ g² over a tensor, in Double (float blocks added in double: fast and accurate enough for a norm).
 public func sumOfSquares(_ tensor: [Float]) -> Double {
-    tensor.withUnsafeBufferPointer { g in
-        var total = 0.0
-        var i = 0
-        while i < g.count {  // blocks of Float sums, added in Double: fast and accurate enough for a norm
-            let end = min(i + 256, g.count)
-            var block: Float = 0
-            for j in i..<end { block += g[j] * g[j] }
-            total += Double(block)
-            i = end
-        }
-        return total
-    }
+    tensor.withUnsafeBufferPointer { $0.isEmpty ? 0 : Kernels.sumOfSquares($0.baseAddress!, $0.count) }
 }
 
 /// The factor `torch.nn.utils.clip_grad_norm_` scales every gradient by: maxNorm / (norm + 1e-6) when the

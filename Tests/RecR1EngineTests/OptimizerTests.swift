@@ -30,6 +30,54 @@ final class OptimizerTests: EngineTestCase {
         XCTAssertEqual(p[0], 2 * (1 - 0.05), accuracy: 1e-6)
     }
 
+    /// The vectorised, threaded update on a tensor with a ragged tail, zero gradients (v = 0 must give a zero
+    /// step, not NaN) and gradients across magnitudes, against PyTorch's formula evaluated in Double.
+    func testAdamWOnALargeTensorMatchesTheFormula() {
+        let count = 300_007
+        var random = SystemRandomNumberGenerator()
+        var p = (0..<count).map { _ in Float.random(in: -1...1, using: &random) }
+        var moments = AdamWMoments(count: count)
+        var (m, v) = ([Double](repeating: 0, count: count), [Double](repeating: 0, count: count))
+        var expected = p.map(Double.init)
+        let settings = AdamWSettings(weightDecay: 0.01)
+        let (lr, scale) = (Float(1e-3), Float(0.5))
+        for t in 1...3 {
+            let gradient = (0..<count).map { i -> Float in
+                i % 5 == 0 ? 0 : Float.random(in: -1...1, using: &random) * powf(10, Float(i % 7) - 4)
+            }
+            AdamW.update(&p, gradient: gradient, gradientScale: scale, moments: &moments, step: t, learningRate: lr, settings: settings)
+            let (b1, b2, eps) = (Double(settings.beta1), Double(settings.beta2), Double(settings.epsilon))
+            let c1 = 1 - pow(b1, Double(t)), c2 = 1 - pow(b2, Double(t))
+            for i in 0..<count {
+                let g = Double(gradient[i]) * Double(scale)
+                m[i] = b1 * m[i] + (1 - b1) * g
+                v[i] = b2 * v[i] + (1 - b2) * g * g
+                expected[i] = expected[i] * (1 - Double(lr) * Double(settings.weightDecay))
+                    - Double(lr) / c1 * m[i] / (v[i].squareRoot() / c2.squareRoot() + eps)
+            }
+        }
+        var worst = 0.0
+        for i in 0..<count {
+            XCTAssert(p[i].isFinite, "element \(i)")
+            worst = max(worst, abs(Double(p[i]) - expected[i]))
+        }
+        XCTAssertLessThan(worst, 1e-6, "three steps of lr 1e-3 move each weight by up to 3e-3")
+        XCTAssertEqual(p[0], Float(expected[0]), accuracy: 1e-6, "a weight whose gradient was always 0 only decays")
+    }
+
+    func testSumOfSquaresOnALargeTensor() {
+        let count = 1_000_003
+        let x = (0..<count).map { Float($0 % 1000) / 1000 - 0.5 }
+        let exact = x.reduce(0.0) { $0 + Double($1) * Double($1) }
+        XCTAssertEqual(sumOfSquares(x), exact, accuracy: exact * 1e-6)
+        XCTAssertEqual(sumOfSquares([]), 0)
+        var bad = x
+        bad[count - 1] = .nan
+        XCTAssertFalse(sumOfSquares(bad).isFinite, "a NaN gradient must make the norm non-finite (the step is then skipped)")
+        bad[count - 1] = .infinity
+        XCTAssertFalse(sumOfSquares(bad).isFinite)
+    }
+
     func testClipGradientNorm() {
         // Norm of [3, 4] and [12] is 13; clipping to 6.5 halves them (up to the 1e-6 guard).
         var gradients: [[Float]] = [[3, 4], [12]]

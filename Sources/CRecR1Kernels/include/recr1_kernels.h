@@ -57,6 +57,16 @@ float recr1_expected_logit(const float *x, int n, float lse);
 void recr1_logit_gradient(float *x, int n, float lse, float d, float dh, float h);
 void recr1_swiglu_backward(const float *gate, const float *up, float *d_act, float *d_up, int n);
 
+// AdamW as torch.optim.AdamW computes it, over elements [0, n) of a tensor: with g = gradient · gradient_scale,
+//     m = β1·m + (1 − β1)·g,   v = β2·v + (1 − β2)·g²,
+//     p = p·decay − step_size · m / (√v / √(1 − β2ᵗ) + ε),
+// decay = 1 − lr·λ, step_size = lr / (1 − β1ᵗ). And Σ x², in float blocks added in double (the global norm).
+typedef struct {
+    float gradient_scale, beta1, beta2, decay, step_size, inverse_sqrt_correction2, epsilon;
+} recr1_adamw_step;
+void recr1_adamw(float *p, const float *g, float *m, float *v, long n, const recr1_adamw_step *s);
+double recr1_sum_squares(const float *x, long n);
+
 #ifdef __cplusplus
 }
 #endif
