@@ -26,11 +26,11 @@ static void attend_head_portable(const float *q, const float *keys, const float 
 enum { MAX_CHUNKS = 8 };  // head_dim up to 128 in registers
 
 // The query and the output stay in registers (head_dim / 16 vectors each); keys and values stream once.
-__attribute__((target("avx512f"))) static void attend_head_avx512(const float *q, const float *keys,
-                                                                    const float *values, int stride, int length,
-                                                                    int head_dim, float scale, float *scores,
-                                                                    float *out) {
-    const int chunks = head_dim / 16;
+// Inlined with a constant `chunks` (SmolLM2's head_dim 64), the accumulators are registers: with a run-time
+// count they lived on the stack and each value's FMA waited for the previous store.
+__attribute__((target("avx512f"), always_inline)) static inline void
+attend_head_avx512_body(const float *q, const float *keys, const float *values, int stride, int length, float scale,
+                        float *scores, float *out, const int chunks) {
     __m512 query[MAX_CHUNKS], acc[MAX_CHUNKS];
     for (int c = 0; c < chunks; c++) query[c] = _mm512_loadu_ps(q + 16 * c);
     for (int j = 0; j < length; j++) {
@@ -47,6 +47,16 @@ __attribute__((target("avx512f"))) static void attend_head_avx512(const float *q
         for (int c = 0; c < chunks; c++) acc[c] = _mm512_fmadd_ps(p, _mm512_loadu_ps(v + 16 * c), acc[c]);
     }
     for (int c = 0; c < chunks; c++) _mm512_storeu_ps(out + 16 * c, acc[c]);
+}
+
+__attribute__((target("avx512f"))) static void attend_head_avx512(const float *q, const float *keys,
+                                                                    const float *values, int stride, int length,
+                                                                    int head_dim, float scale, float *scores,
+                                                                    float *out) {
+    if (head_dim == 64)
+        attend_head_avx512_body(q, keys, values, stride, length, scale, scores, out, 4);
+    else
+        attend_head_avx512_body(q, keys, values, stride, length, scale, scores, out, head_dim / 16);
 }
 #endif
 
