@@ -65,8 +65,7 @@ public final class Decoder {
         let k = Buffer(), v = Buffer()           // [rows × kvDim]
         let gate = Buffer(), up = Buffer()       // [rows × ffnDim]
         let cos = Buffer(), sin = Buffer()       // [rows × headDim/2] RoPE of each row's position
-        let scores = Buffer()                    // [decoded rows × positions] one head's attention weights, a line a row
-        let runScores = Buffer()                 // [run rows × positions] one head's weights for a run
+        let scores = Buffer()                    // [threads × positions] a line of one head's attention weights each
         let adapterHidden = Buffer()             // [rows × rank] x·Aᵀ of the adapter being applied
         let chunkNormed = Buffer()               // [chunk × dim] final-normed rows of one logits chunk
         let chunkLogits = Buffer()               // [chunk × vocab] their logits
@@ -167,23 +166,17 @@ public final class Decoder {
             (cache.values + at).update(from: v + r * c.kvDim, count: c.kvDim)
         }
 
-        // Each query head attends over its slot's cached positions 0...p with its key/value head. Long runs of
-        // one sequence (prefill, scoring) do it as two matrix products per head; short ones (decoding) row by row.
+        // Each query head attends over its slot's cached positions 0...p with its key/value head, row by row:
+        // the causal mask is where the loop stops. Rows are independent and run in parallel, dealt round-robin
+        // (a prefill's later rows see more positions), each thread with one line of scores. For 128-token
+        // sequences this ran 1.3x faster than two matrix products per head over the masked square.
         WorkClock.measure(.attention) {
-            var single: [Int] = []
-            for run in Self.runs(rows) {
-                if run.count > Self.attentionRunLimit {
-                    attendByProducts(layer: layer, rows: rows, run: run, cache: cache)
-                } else {
-                    single += run
-                }
-            }
-            // Decoding: rows are independent, so they run in parallel, each with its own line of scores.
-            let line = single.map { rows[$0].position + 1 }.max() ?? 0
-            work.scores.resize(single.count * line)
-            Parallel.rows(single.count, minimumPerThread: 1) { range in
-                for i in range {
-                    attendRow(layer: layer, r: single[i], row: rows[single[i]], cache: cache, scores: work.scores.p + i * line)
+            let line = rows.map { $0.position + 1 }.max() ?? 0
+            let parts = min(Parallel.threads, n)
+            work.scores.resize(parts * line)
+            Parallel.forEach(parts) { part in
+                for r in stride(from: part, to: n, by: parts) {
+                    attendRow(layer: layer, r: r, row: rows[r], cache: cache, scores: work.scores.p + part * line)
                 }
             }
         }
@@ -219,48 +212,6 @@ public final class Decoder {
                                stride: c.kvDim, length: length, headDim: c.headDim, scale: scale, scores: scores,
                                out: work.attention.p + r * c.qDim + h * c.headDim)
         }
-    }
-
-    /// A run of rows of one slot at consecutive positions p0..<p0+R: per head, S = Q·Kᵀ/√d over positions
-    /// 0..<p0+R, the causal mask (row i sees positions ≤ p0+i), softmax by row, then out = S·V.
-    private func attendByProducts(layer: Int, rows: [Row], run: Range<Int>, cache: KVCache) {
-        let c = config, group = c.heads / c.kvHeads
-        let first = rows[run.lowerBound], count = run.count
-        let length = first.position + count
-        work.runScores.resize(count * length)
-        let scores = work.runScores.p
-        let base = cache.offset(layer: layer, slot: first.slot, position: 0)
-        for h in 0..<c.heads {
-            let kvOffset = (h / group) * c.headDim
-            let queries = work.q.p + run.lowerBound * c.qDim + h * c.headDim
-            BLAS.sgemm(transA: false, transB: true, m: count, n: length, k: c.headDim, alpha: 1 / Float(c.headDim).squareRoot(),
-                       a: queries, lda: c.qDim, b: cache.keys + base + kvOffset, ldb: c.kvDim, c: scores, ldc: length)
-            Parallel.rows(count) { range in
-                for i in range {
-                    let line = scores + i * length, visible = first.position + i + 1
-                    Kernels.softmax(line, visible)
-                    (line + visible).update(repeating: 0, count: length - visible)
-                }
-            }
-            BLAS.sgemm(transA: false, transB: false, m: count, n: c.headDim, k: length, a: scores, lda: length,
-                       b: cache.values + base + kvOffset, ldb: c.kvDim,
-                       c: work.attention.p + run.lowerBound * c.qDim + h * c.headDim, ldc: c.qDim)
-        }
-    }
-
-    /// Runs longer than this attend by matrix products; shorter ones row by row.
-    static let attentionRunLimit = 16
-
-    /// Maximal runs of consecutive rows that continue one slot's positions one by one.
-    static func runs(_ rows: [Row]) -> [Range<Int>] {
-        var result: [Range<Int>] = []
-        var start = 0
-        for r in 1...rows.count where r == rows.count || rows[r].slot != rows[r - 1].slot
-            || rows[r].position != rows[r - 1].position + 1 {
-            result.append(start..<r)
-            start = r
-        }
-        return result
     }
 
     private func mlpBlock(layer: Int, rows n: Int) {
