@@ -297,10 +297,12 @@ def learning_policy(tmp_path, request):
 
 
 def test_grpo_raises_the_reward(learning_policy):
-    """Reward 1 when the answer to "Name a fruit." contains "apple": rare at first, common after a few steps."""
+    """Reward 1 when the answer to "Name a fruit." contains "apple": rare at first, common after a few steps.
+    When the first rewarded samples come is luck of the draw (bf16 on this seed: none in the first two steps,
+    then 0.03 -> 1.0 over seven), so the run has 12 steps."""
     default_policy = learning_policy
     curve = []
-    for step in range(8):
+    for step in range(12):
         generated = default_policy.generate([FRUIT] * 4, n=8, temperature=1.0, max_new_tokens=12)
         groups = [[(c.rollout_id, 1.0 if "apple" in c.text.lower() else 0.0) for c in r.completions]
                   for r in generated.results]
