@@ -23,8 +23,13 @@ public final class NNGServer {
     public typealias FrameHandler = (Data) -> Data
 
     private var socket = nng_socket()
+    private var addresses: [ListenAddress] = []
     private var listeners: [nng_listener] = []
     private var workers: [Worker] = []
+    private var watchdog: ListenerWatchdog?
+    /// Connections that reached the socket; outlives the socket, whose notification adds to it.
+    private let arrivals = ListenerWatchdog.Arrivals()
+    private var maxFrameBytes = 0
     private var tlsCertKeyFile: String?
     private let logger: Logger
 
@@ -32,14 +37,20 @@ public final class NNGServer {
         self.logger = logger
     }
 
-    /// Opens the socket, starts every listener (failing as a whole if one cannot start) and the workers.
+    /// Opens the socket, starts every listener (failing as a whole if one cannot start), the workers, and
+    /// the watchdog that starts a listener again when libnng stops it accepting.
     public func start(addresses: [ListenAddress], workers count: Int, maxFrameBytes: Int, tlsCertKeyFile: String? = nil,
                       handler: @escaping FrameHandler) throws {
         self.tlsCertKeyFile = tlsCertKeyFile
+        self.maxFrameBytes = maxFrameBytes
+        self.addresses = addresses
         try NNGError.check(nng_rep0_open(&socket), "open REP socket")
         do {
             try NNGError.check(nng_socket_set_size(socket, NNG_OPT_RECVMAXSZ, maxFrameBytes), "set recv-size-max")
-            for address in addresses { try listen(on: address, maxFrameBytes: maxFrameBytes) }
+            try NNGError.check(nng_pipe_notify(socket, NNG_PIPE_EV_ADD_POST, { _, _, counter in
+                Unmanaged<ListenerWatchdog.Arrivals>.fromOpaque(counter!).takeUnretainedValue().add()
+            }, Unmanaged.passUnretained(arrivals).toOpaque()), "watch connections")
+            for address in addresses { listeners.append(try listen(on: address)) }
             for index in 0..<count {
                 let worker = try Worker(socket: socket, index: index, handler: handler, logger: logger)
                 workers.append(worker)
@@ -49,13 +60,29 @@ public final class NNGServer {
             stop(linger: 0)
             throw error
         }
+        let watchdog = ListenerWatchdog(arrivals: arrivals, addresses: addresses, timing: .init(), logger: logger) { [self] index in
+            relisten(index)
+        }
+        self.watchdog = watchdog
+        watchdog.start()
     }
 
-    private func listen(on address: ListenAddress, maxFrameBytes: Int) throws {
+    /// Closes listener `index` and starts a new one on its address (the watchdog's thread).
+    private func relisten(_ index: Int) {
+        nng_listener_close(listeners[index])
+        do {
+            listeners[index] = try listen(on: addresses[index])
+        } catch {
+            logger.error("cannot listen on \(addresses[index]) again: \(error)")
+        }
+    }
+
+    private func listen(on address: ListenAddress) throws -> nng_listener {
         var listener = nng_listener()
         if case .ipc(let path) = address.kind { try Self.prepareSocketDirectory(for: path) }
         try NNGError.check(nng_listener_create(&listener, socket, address.url), "listen on \(address)")
-        listeners.append(listener)
+        var started = false
+        defer { if !started { nng_listener_close(listener) } }
         _ = nng_listener_set_size(listener, NNG_OPT_RECVMAXSZ, maxFrameBytes)
         if case .tls = address.kind {
             guard let certKey = tlsCertKeyFile else {
@@ -74,7 +101,9 @@ public final class NNGServer {
                                "make \(address) owner-only")
         }
         try NNGError.check(nng_listener_start(listener, 0), "listen on \(address)")
+        started = true
         logger.info("listening on \(address)")
+        return listener
     }
 
     /// Creates the socket's directory owner-only when it does not exist (an existing one is left alone).
@@ -92,6 +121,8 @@ public final class NNGServer {
     /// Stops accepting, lets in-flight requests finish and answer, then closes the socket. `linger`
     /// leaves the last replies time to leave the process before the connections close.
     public func stop(linger: TimeInterval = 0.2) {
+        watchdog?.stop()
+        watchdog = nil
         for worker in workers { worker.requestStop() }
         for worker in workers { worker.join() }
         if !workers.isEmpty && linger > 0 { Thread.sleep(forTimeInterval: linger) }

@@ -75,11 +75,15 @@ class Channel:
         try:
             # A little slack beyond the server's deadline, so that its DEADLINE_EXCEEDED reply can arrive.
             set_recv_timeout(context, -1 if timeout is None else int(timeout * 1000) + 1000)
-            context.send(frame)
             try:
+                context.send(frame)
                 return context.recv()
             except pynng.Timeout as exc:
                 raise DeadlineExceeded(f"no reply from {self.address} within {timeout} s") from exc
+            except pynng.NNGException as exc:
+                # The connection went away with the request in flight: it may or may not have been handled.
+                raise Unavailable(f"lost the connection to {self.address} before the reply ({exc}); "
+                                  "the request may have been handled") from exc
         finally:
             close_quietly(context)
 

@@ -127,6 +127,41 @@ def test_bad_frames_get_status_replies_and_the_daemon_keeps_serving(start_daemon
     assert daemon.proc.poll() is None
 
 
+def health_within(address, seconds):
+    """Health from a fresh client, retried until `seconds` have passed; the seconds it took."""
+    start = time.monotonic()
+    while True:
+        try:
+            with recr1.PolicyClient(address, timeout=4) as client:
+                assert client.health().status == policy_pb2.HealthReply.SERVING
+                return time.monotonic() - start
+        except (recr1.errors.DeadlineExceeded, recr1.errors.Unavailable):
+            if time.monotonic() - start > seconds:
+                raise
+
+
+def test_peers_hanging_up_mid_handshake_do_not_leave_the_daemon_deaf(start_daemon, ipc_address):
+    """libnng 1.5.2 stops a listener for good once a peer hangs up during the SP handshake (nng #1518): a port
+    probe is enough. recr1d's watchdog notices and listens again; without it no request is ever answered."""
+    port = free_port()
+    tcp = f"tcp://127.0.0.1:{port}"
+    daemon = start_daemon("--listen", ipc_address, "--listen", tcp, ready_address=ipc_address)
+    path = ipc_address[len("ipc://"):]
+    for _ in range(3):  # connect and hang up at once, on both transports
+        with socket.socket(socket.AF_UNIX) as s:
+            s.connect(path)
+        with socket.socket() as s:
+            s.connect(("127.0.0.1", port))
+    for address in (ipc_address, tcp):
+        waited = health_within(address, 45)
+        print(f"{address}: answered after {waited:.1f} s")
+    assert "listening again" in daemon.output()
+    # And again: the new listeners are watched too.
+    with socket.socket(socket.AF_UNIX) as s:
+        s.connect(path)
+    health_within(ipc_address, 45)
+
+
 def test_typed_errors_carry_code_message_and_field(start_daemon, ipc_address):
     start_daemon("--listen", ipc_address, ready_address=ipc_address)
     with recr1.PolicyClient(ipc_address) as client:
