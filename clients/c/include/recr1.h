@@ -185,6 +185,10 @@ typedef struct recr1_reward_options {
     const char *token;        /* when set (not NULL, not ""), every request must carry it */
     size_t max_message_bytes; /* largest request served; default 16 MiB, as recr1d */
     int workers;              /* requests handled at once (nng contexts, one thread each); default 1 */
+    int listener_check_ms;    /* how often the listener is checked, default 5000; -1: never. libnng 1.5.2
+                                 (Debian 12's) stops a listener for good when a peer hangs up during the
+                                 handshake (nng issue #1518); a check connects as a client would and, when
+                                 that never arrives twice in a row, listens again */
 } recr1_reward_options;
 
 typedef struct recr1_reward_server recr1_reward_server;

@@ -14,6 +14,7 @@
 
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/rep.h>
+#include <nng/protocol/reqrep0/req.h>
 #include <nng/transport/ipc/ipc.h>
 
 #include "internal.h"
@@ -44,6 +45,15 @@ struct recr1_reward_server {
     size_t max_message_bytes;
     worker *workers;
     int n_workers;
+    /* The listener and what it takes to start it again (see the watchdog below). */
+    nng_listener listener;
+    char *url;
+    size_t transport_limit;
+    atomic_int arrivals;      /* connections handed to the socket (nng's pipe notification) */
+    int check_ms;             /* the watchdog's period; 0: no watchdog */
+    pthread_t watchdog;
+    int watchdog_started;
+    atomic_int watchdog_stop;
     /* recr1_reward_server_stop runs in signal handlers, where neither locks nor condition variables
      * may be used: it sets this flag and writes a byte to the pipe that wait() reads. */
     atomic_int stop_asked;
@@ -458,27 +468,100 @@ static int listen_error(const char *address, int rv, recr1_error *err) {
                            nng_strerror(rv));
 }
 
+/* Creates and starts the listener on s->url. */
+static int open_listener(recr1_reward_server *s) {
+    int is_ipc = strncmp(s->url, "ipc://", 6) == 0;
+    if (is_ipc) prepare_ipc_directory(s->url + 6);
+    nng_listener listener;
+    int rv = nng_listener_create(&listener, s->socket, s->url);
+    if (rv != 0) return rv;
+    rv = nng_listener_set_size(listener, NNG_OPT_RECVMAXSZ, s->transport_limit);
+    if (rv == 0 && is_ipc) rv = nng_listener_set_int(listener, NNG_OPT_IPC_PERMISSIONS, 0600);
+    if (rv == 0) rv = nng_listener_start(listener, 0);
+    if (rv != 0) {
+        nng_listener_close(listener);
+        return rv;
+    }
+    s->listener = listener;
+    return 0;
+}
+
+static void count_arrival(nng_pipe pipe, nng_pipe_ev event, void *arg) {
+    (void)pipe;
+    (void)event;
+    atomic_fetch_add(&((recr1_reward_server *)arg)->arrivals, 1);
+}
+
 static int start_listening(recr1_reward_server *s, const char *address, recr1_error *err) {
     // Frames up to twice the limit (at least 16 MiB more) are read and refused with a status; larger
     // ones nng drops unread, so that a huge frame cannot make the plugin allocate it.
     size_t limit = s->max_message_bytes;
-    size_t transport_limit = limit > SIZE_MAX / 2 ? SIZE_MAX : limit * 2;
-    if (transport_limit < limit + RECR1_DEFAULT_MAX_MESSAGE_BYTES && limit < SIZE_MAX - RECR1_DEFAULT_MAX_MESSAGE_BYTES) {
-        transport_limit = limit + RECR1_DEFAULT_MAX_MESSAGE_BYTES;
+    s->transport_limit = limit > SIZE_MAX / 2 ? SIZE_MAX : limit * 2;
+    if (s->transport_limit < limit + RECR1_DEFAULT_MAX_MESSAGE_BYTES && limit < SIZE_MAX - RECR1_DEFAULT_MAX_MESSAGE_BYTES) {
+        s->transport_limit = limit + RECR1_DEFAULT_MAX_MESSAGE_BYTES;
     }
-    char *url = listen_url(address);
-    if (url == NULL) return recr1_error_set(err, RECR1_RESOURCE_EXHAUSTED, "", "out of memory");
-    int is_ipc = strncmp(url, "ipc://", 6) == 0;
-    if (is_ipc) prepare_ipc_directory(url + 6);
-    nng_listener listener;
-    int rv = nng_socket_set_size(s->socket, NNG_OPT_RECVMAXSZ, transport_limit);
-    if (rv == 0) rv = nng_listener_create(&listener, s->socket, url);
-    if (rv == 0) rv = nng_listener_set_size(listener, NNG_OPT_RECVMAXSZ, transport_limit);
-    if (rv == 0 && is_ipc) rv = nng_listener_set_int(listener, NNG_OPT_IPC_PERMISSIONS, 0600);
-    if (rv == 0) rv = nng_listener_start(listener, 0);
-    int status = rv == 0 ? RECR1_OK : listen_error(address, rv, err);
-    free(url);
-    return status;
+    if ((s->url = listen_url(address)) == NULL) return recr1_error_set(err, RECR1_RESOURCE_EXHAUSTED, "", "out of memory");
+    int rv = nng_socket_set_size(s->socket, NNG_OPT_RECVMAXSZ, s->transport_limit);
+    if (rv == 0) rv = nng_pipe_notify(s->socket, NNG_PIPE_EV_ADD_POST, count_arrival, s);
+    if (rv == 0) rv = open_listener(s);
+    return rv == 0 ? RECR1_OK : listen_error(address, rv, err);
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * The listener's watchdog. libnng 1.5.2 stops a listener from handing connections to its socket, for
+ * good, once a peer hangs up during the SP handshake (nng issue #1518, fixed in nng 1.6.0): a port probe
+ * or a client closed while it reconnects leaves the plugin deaf. Every check_ms the watchdog connects as
+ * a client would; when no connection reaches the socket within CHECK_PATIENCE_MS twice in a row, it
+ * starts the listener again (which closes the connections stuck on the old one).
+ */
+
+#define CHECK_PATIENCE_MS 3000
+
+/* Sleeps up to ms, in short steps, unless the watchdog is told to stop; 0 when told. */
+static int watchdog_sleep(recr1_reward_server *s, int ms) {
+    for (int slept = 0; slept < ms; slept += 10) {
+        if (atomic_load(&s->watchdog_stop)) return 0;
+        recr1i_sleep_ms(10);
+    }
+    return !atomic_load(&s->watchdog_stop);
+}
+
+/* Whether a connection (the check's own, or anyone's) reaches the socket within the patience. */
+static int listener_reachable(recr1_reward_server *s) {
+    int before = atomic_load(&s->arrivals);
+    nng_socket probe;
+    if (nng_req0_open(&probe) != 0) return 1; // cannot check now: no evidence of the bug
+    int reached = nng_dial(probe, s->url, NULL, NNG_FLAG_NONBLOCK) != 0;
+    for (int waited = 0; !reached && waited < CHECK_PATIENCE_MS && !atomic_load(&s->watchdog_stop); waited += 10) {
+        recr1i_sleep_ms(10);
+        reached = atomic_load(&s->arrivals) > before;
+    }
+    nng_close(probe);
+    return reached || atomic_load(&s->arrivals) > before || atomic_load(&s->watchdog_stop);
+}
+
+static void *watchdog_main(void *arg) {
+    recr1_reward_server *s = arg;
+    int misses = 0;
+    while (watchdog_sleep(s, s->check_ms)) {
+        if (listener_reachable(s)) {
+            misses = 0;
+            continue;
+        }
+        if (++misses < 2) continue;
+        misses = 0;
+        nng_listener_close(s->listener);
+        int rv = open_listener(s);
+        fprintf(stderr, "recr1 reward server: %s stopped accepting connections (libnng 1.5.2, nng issue #1518); %s%s\n",
+                s->url, rv == 0 ? "listening again" : "cannot listen again: ", rv == 0 ? "" : nng_strerror(rv));
+    }
+    return NULL;
+}
+
+static void stop_watchdog(recr1_reward_server *s) {
+    atomic_store(&s->watchdog_stop, 1);
+    if (s->watchdog_started) pthread_join(s->watchdog, NULL);
+    s->watchdog_started = 0;
 }
 
 /* ------------------------------------------------------------------------------------------------
@@ -516,6 +599,12 @@ static int start_threads(recr1_reward_server *s, recr1_error *err) {
         }
         w->thread_started = 1;
     }
+    if (s->check_ms > 0) {
+        if (pthread_create(&s->watchdog, NULL, watchdog_main, s) != 0) {
+            return recr1_error_set(err, RECR1_RESOURCE_EXHAUSTED, "", "cannot start the listener's watchdog thread");
+        }
+        s->watchdog_started = 1;
+    }
     return RECR1_OK;
 }
 
@@ -528,6 +617,10 @@ static int check_start_arguments(recr1_reward_server **server, const char *addre
     if (options != NULL && options->workers < 0) {
         return recr1_error_set(err, RECR1_INVALID_ARGUMENT, "workers", "must be 0 (the default, 1) or more, not %d",
                                options->workers);
+    }
+    if (options != NULL && options->listener_check_ms < -1) {
+        return recr1_error_set(err, RECR1_INVALID_ARGUMENT, "listener_check_ms",
+                               "must be -1 (never), 0 (the default, 5000) or more, not %d", options->listener_check_ms);
     }
     return RECR1_OK;
 }
@@ -545,7 +638,11 @@ int recr1_reward_server_start(recr1_reward_server **server, const char *address,
     s->max_message_bytes = options && options->max_message_bytes ? options->max_message_bytes
                                                                   : RECR1_DEFAULT_MAX_MESSAGE_BYTES;
     int workers = options && options->workers > 0 ? options->workers : 1;
+    s->check_ms = !options || options->listener_check_ms == 0 ? 5000 : options->listener_check_ms < 0 ? 0
+                                                                                                       : options->listener_check_ms;
     atomic_init(&s->stop_asked, 0);
+    atomic_init(&s->arrivals, 0);
+    atomic_init(&s->watchdog_stop, 0);
 
     int rv = 0;
     if (options && options->token && options->token[0] && (s->token = recr1i_strdup(options->token)) == NULL) {
@@ -588,6 +685,7 @@ void recr1_reward_server_wait(recr1_reward_server *server) {
         ssize_t n = read(server->wake[0], &byte, 1);
         if (n < 0 && errno != EINTR) break; // a broken pipe cannot wake us later: stop now
     }
+    stop_watchdog(server);
     if (stop_workers(server)) recr1i_sleep_ms(LINGER_MS);
     close_transport(server);
 }
@@ -602,6 +700,7 @@ void recr1_reward_server_free(recr1_reward_server *server) {
         if (server->wake[i] >= 0) close(server->wake[i]);
     }
     free(server->token);
+    free(server->url);
     free(server);
 }
 

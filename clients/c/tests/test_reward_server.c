@@ -8,7 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <nng/nng.h>
@@ -236,7 +238,7 @@ static void test_envelope_rules_in_recr1d_order(void) {
     char address[160];
     harness_ipc(address, sizeof address, "envelope");
     seen s = {0};
-    recr1_reward_options options = {NULL, 1024, 1};
+    recr1_reward_options options = {NULL, 1024, 1, 0};
     recr1_reward_server *server = start(address, &s, &options);
     item_spec ok_item = {"Paris", "{}"};
 
@@ -292,13 +294,30 @@ static void test_envelope_rules_in_recr1d_order(void) {
     recr1_reward_server_free(server);
 }
 
+/* Whether a new connection to address is served, within three tries of ten seconds: a listener that
+ * libnng 1.5.2 stopped (nng issue #1518) is started again by the server's watchdog meanwhile. */
+static int served_again(const char *address) {
+    double start_time = harness_seconds();
+    for (int attempt = 1; attempt <= 3; attempt++) {
+        item_spec item = {"Paris", "{}"};
+        Recr1__V1__Reply *reply = call_raw(address, RECR1_REWARD_METHOD, 1, "", &item, 1);
+        int served = reply && reply->status && reply->status->code == RECR1__V1__CODE__OK;
+        if (reply) recr1__v1__reply__free_unpacked(reply, NULL);
+        if (served) {
+            if (attempt > 1) fprintf(stderr, "  served again after %.1f s (attempt %d)\n", harness_seconds() - start_time, attempt);
+            return 1;
+        }
+    }
+    return 0;
+}
+
 /* Frames beyond max(2 x limit, limit + 16 MiB) are dropped by nng with the connection, unread: the
  * client sees a vanished peer, and the server goes on serving. */
 static void test_huge_frames_drop_the_connection(void) {
     char address[160];
     harness_ipc(address, sizeof address, "huge");
     seen s = {0};
-    recr1_reward_options options = {NULL, 1024, 1};
+    recr1_reward_options options = {NULL, 1024, 1, 200};
     recr1_reward_server *server = start(address, &s, &options);
     recr1_client *client = NULL;
     recr1_error err;
@@ -313,23 +332,32 @@ static void test_huge_frames_drop_the_connection(void) {
     CHECK(harness_seconds() - start_time < harness_slack(5), "ends at once, not at the timeout");
     CHECK(reply == NULL, "no reply");
     free(payload);
+    /* The client's dialer reconnects by itself within 100 ms of the drop; closing it while that handshake
+     * is under way stops libnng 1.5.2's listener for good (about 1 run in 10 on a loaded machine), which
+     * the watchdog repairs. What nng holds for the dead listener is left to tests/lsan.supp. */
     recr1_client_close(client);
+    CHECK(served_again(address), "a new connection is served");
+    recr1_reward_server_free(server);
+}
 
-    /* A new connection is usually served at once. KNOWN ISSUE, not counted as a pass: with Debian's libnng
-     * 1.5.2, about 1 run in 10 on a loaded 2-core machine, the server then stays deaf to new connections
-     * (its worker waits in nng_ctx_recv while the new request's reply never comes; re-posting the receive
-     * when a pipe goes away did not help). It is reported on stderr and in docs/c-sdk.md, not failed here,
-     * until its cause is found; what nng then holds is left to LeakSanitizer's suppressions (tests/lsan.supp). */
-    item_spec ok_item = {"Paris", "{}"};
-    Recr1__V1__Reply *ok = call_raw(address, RECR1_REWARD_METHOD, 1, "", &ok_item, 1);
-    int served = ok && ok->status && ok->status->code == RECR1__V1__CODE__OK;
-    if (served) {
-        CHECK(served, "still serving");
-    } else {
-        fprintf(stderr, "KNOWN ISSUE (not a pass): after dropping an oversized frame the server did not answer a new "
-                        "connection within 10 s (libnng 1.5.2; docs/c-sdk.md)\n");
+/* Peers that connect and hang up before the handshake (port probes, clients killed while connecting)
+ * stop a libnng 1.5.2 listener for good; the watchdog starts it again. */
+static void test_peers_hanging_up_mid_handshake_do_not_leave_it_deaf(void) {
+    char address[160];
+    harness_ipc(address, sizeof address, "hangup");
+    seen s = {0};
+    recr1_reward_options options = {NULL, 0, 1, 200};
+    recr1_reward_server *server = start(address, &s, &options);
+    struct sockaddr_un peer = {.sun_family = AF_UNIX};
+    const char *path = address + strlen("ipc://");
+    CHECK(strlen(path) < sizeof peer.sun_path, "a socket path that fits");
+    memcpy(peer.sun_path, path, strlen(path) < sizeof peer.sun_path ? strlen(path) : sizeof peer.sun_path - 1);
+    for (int i = 0; i < 3; i++) {
+        int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+        CHECK(fd >= 0 && connect(fd, (struct sockaddr *)&peer, sizeof peer) == 0, "connect to %s", peer.sun_path);
+        if (fd >= 0) close(fd);
     }
-    if (ok) recr1__v1__reply__free_unpacked(ok, NULL);
+    CHECK(served_again(address), "served after peers hung up mid-handshake");
     recr1_reward_server_free(server);
 }
 
@@ -337,7 +365,7 @@ static void test_token_is_checked_before_the_method(void) {
     char address[160];
     harness_ipc(address, sizeof address, "token");
     seen s = {0};
-    recr1_reward_options options = {"s3cret", 0, 0};
+    recr1_reward_options options = {"s3cret", 0, 0, 0};
     recr1_reward_server *server = start(address, &s, &options);
     item_spec item = {"Paris", "{}"};
     Recr1__V1__Reply *reply = call_raw(address, RECR1_REWARD_METHOD, 1, "", &item, 1);
@@ -444,7 +472,7 @@ static void test_workers_serve_concurrently(void) {
     char address[160];
     harness_ipc(address, sizeof address, "workers");
     seen s = {0};
-    recr1_reward_options options = {NULL, 0, 3};
+    recr1_reward_options options = {NULL, 0, 3, 0};
     recr1_reward_server *server = start(address, &s, &options);
     slow_call calls[3] = {{address, 0, 0, 0}, {address, 0, 0, 0}, {address, 0, 0, 0}};
     pthread_t threads[3];
@@ -570,9 +598,12 @@ static void test_bad_start_arguments(void) {
     CHECK_ERROR(status, err, RECR1_INVALID_ARGUMENT, 1, "address");
     status = recr1_reward_server_start(&server, "nonsense://x", test_reward, NULL, NULL, &err);
     CHECK_ERROR(status, err, RECR1_INVALID_ARGUMENT, 1, "address");
-    recr1_reward_options options = {NULL, 0, -2};
+    recr1_reward_options options = {NULL, 0, -2, 0};
     status = recr1_reward_server_start(&server, address, test_reward, NULL, &options, &err);
     CHECK_ERROR(status, err, RECR1_INVALID_ARGUMENT, 1, "workers");
+    recr1_reward_options bad_check = {NULL, 0, 0, -5};
+    status = recr1_reward_server_start(&server, address, test_reward, NULL, &bad_check, &err);
+    CHECK_ERROR(status, err, RECR1_INVALID_ARGUMENT, 1, "listener_check_ms");
     status = recr1_reward_server_start(NULL, address, test_reward, NULL, NULL, &err);
     CHECK_ERROR(status, err, RECR1_INVALID_ARGUMENT, 1, "server");
     status = recr1_reward_server_start(&server, address, test_reward, NULL, NULL, NULL);
@@ -626,6 +657,7 @@ int main(void) {
     RUN(test_rewards_details_and_items);
     RUN(test_envelope_rules_in_recr1d_order);
     RUN(test_huge_frames_drop_the_connection);
+    RUN(test_peers_hanging_up_mid_handshake_do_not_leave_it_deaf);
     RUN(test_token_is_checked_before_the_method);
     RUN(test_function_failures_become_statuses);
     RUN(test_deadline_before_and_after_the_function);
