@@ -2,6 +2,7 @@
 
 #include <cpuid.h>
 #include <stdint.h>
+#include <string.h>
 
 static uint64_t xgetbv0(void) {
     uint32_t lo, hi;
@@ -12,6 +13,10 @@ static uint64_t xgetbv0(void) {
 recr1_cpu_features recr1_cpu_detect(void) {
     recr1_cpu_features f = {0};
     unsigned a, b, c, d;
+    if (!__get_cpuid(0, &a, &b, &c, &d)) return f;
+    memcpy(f.vendor, &b, 4);  // the vendor string is EBX, EDX, ECX
+    memcpy(f.vendor + 4, &d, 4);
+    memcpy(f.vendor + 8, &c, 4);
     if (!__get_cpuid(1, &a, &b, &c, &d)) return f;
     int osxsave = (c >> 27) & 1;
     int fma = (c >> 12) & 1;

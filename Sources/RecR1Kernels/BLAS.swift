@@ -50,10 +50,13 @@ public enum BLAS {
 /// The instruction-set extensions that matter to recr1's kernels, as this CPU and OS allow them.
 public struct CPUFeatures: CustomStringConvertible {
     public let avx2, fma, avx512f, avx512bw, avx512dq, avx512vl, avx512bf16, amxTile, amxBF16: Bool
+    /// cpuid's vendor string ("GenuineIntel", "AuthenticAMD").
+    public let vendor: String
 
     public static let current = CPUFeatures(recr1_cpu_detect())
 
     init(_ f: recr1_cpu_features) {
+        vendor = withUnsafeBytes(of: f.vendor) { String(decoding: $0.prefix(12).filter { $0 != 0 }, as: UTF8.self) }
         avx2 = f.avx2 != 0; fma = f.fma != 0
         avx512f = f.avx512f != 0; avx512bw = f.avx512bw != 0; avx512dq = f.avx512dq != 0
         avx512vl = f.avx512vl != 0; avx512bf16 = f.avx512_bf16 != 0
@@ -90,10 +93,14 @@ public enum MatMul {
         skinnyRowLimit = chosen == .onednnBF16 && CPUFeatures.current.amxBF16 ? 4 : 16
     }
 
-    /// oneDNN bf16 where the CPU has AMX-BF16, else OpenBLAS (#6 measured bf16 without AMX slower than fp32 on an
-    /// Intel Xeon; on AVX512-BF16 AMD EPYC it is faster, docs/performance.md, so there it is the user's choice).
+    /// oneDNN bf16 where its bf16 products outrun fp32: with AMX-BF16, and with AVX512-BF16 on AMD (Zen 4 and
+    /// later: 914–960 GFLOP/s against OpenBLAS fp32's 428 on the AMD EPYC of docs/performance.md). Intel's
+    /// AVX512-BF16 without AMX ran slower than fp32 when #6 measured it on a Xeon, so there, and everywhere
+    /// else, OpenBLAS.
     public static var fastestBackend: Backend {
-        CPUFeatures.current.amxBF16 && dnnlAvailable == nil ? .onednnBF16 : .openblas
+        let cpu = CPUFeatures.current
+        let bf16Pays = cpu.amxBF16 || (cpu.avx512bf16 && cpu.vendor == "AuthenticAMD")
+        return bf16Pays && dnnlAvailable == nil ? .onednnBF16 : .openblas
     }
 
     /// nil when oneDNN runs here, else why not.

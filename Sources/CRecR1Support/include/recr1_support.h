@@ -11,6 +11,7 @@ extern "C" {
 // ---- CPU features (cpuid + xgetbv: the instruction set and the OS's consent to use its registers) ----
 typedef struct {
     int avx2, fma, avx512f, avx512bw, avx512dq, avx512vl, avx512_bf16, amx_tile, amx_bf16;
+    char vendor[13];  // "GenuineIntel", "AuthenticAMD", ...
 } recr1_cpu_features;
 
 recr1_cpu_features recr1_cpu_detect(void);

@@ -24,6 +24,14 @@ def cpu_has_avx512():
     return all(f" {name}" in flags for name in ("avx512f", "avx512bw", "avx512dq", "avx512vl"))
 
 
+def cpu_vendor():
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("vendor_id"):
+                return line.split(":", 1)[1].strip()
+    return ""
+
+
 def raw_reply(address, frame, timeout=10):
     channel = Channel(address)
     try:
@@ -44,8 +52,10 @@ def test_info_and_health_over_ipc_and_tcp(start_daemon, ipc_address):
             assert info.server_version == recr1.__version__
             assert list(info.listen) == [ipc_address, tcp]
             assert info.blas_threads >= 1
-            # The fastest backend here: oneDNN bf16 where the CPU has AMX-BF16, else OpenBLAS.
-            expected = "onednn-bf16" if "amx-bf16" in info.cpu_features.split() else "openblas"
+            # The fastest backend here: oneDNN bf16 where the CPU has AMX-BF16, or AVX512-BF16 on AMD; else OpenBLAS.
+            features = info.cpu_features.split()
+            expected = "onednn-bf16" if "amx-bf16" in features or ("avx512bf16" in features and cpu_vendor() == "AuthenticAMD") \
+                else "openblas"
             assert info.matmul_backend == expected
             assert not info.model.loaded
             if cpu_has_avx512():
