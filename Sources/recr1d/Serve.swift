@@ -67,7 +67,7 @@ struct Serve: ParsableCommand {
     @Option(help: "OpenBLAS threads; 0 = one per core.")
     var blasThreads: Int?
 
-    @Option(help: "openblas, onednn-f32 or onednn-bf16 for large matrix products. Default: the fastest here (onednn-bf16 with AMX).")
+    @Option(help: "openblas, onednn-f32 or onednn-bf16 for large matrix products. Default: the fastest here (onednn-bf16 with AMX, or AVX512-BF16 on AMD; else openblas).")
     var matmulBackend: String?
 
     @Option(help: "lora or full. Default lora.")
