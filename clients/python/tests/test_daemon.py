@@ -152,12 +152,14 @@ def health_within(address, seconds):
 
 def test_peers_hanging_up_mid_handshake_do_not_leave_the_daemon_deaf(start_daemon, ipc_address):
     """libnng 1.5.2 stops a listener for good once a peer hangs up during the SP handshake (nng #1518): a port
-    probe is enough. recr1d's watchdog notices and listens again; without it no request is ever answered."""
+    probe is enough. recr1d's watchdog notices and listens again; without it no request is ever answered.
+    Whether a hang-up lands inside the handshake is a race (most runs here: yes), so the test asserts only
+    that the daemon answers, and says whether the watchdog had to act."""
     port = free_port()
     tcp = f"tcp://127.0.0.1:{port}"
     daemon = start_daemon("--listen", ipc_address, "--listen", tcp, ready_address=ipc_address)
     path = ipc_address[len("ipc://"):]
-    for _ in range(3):  # connect and hang up at once, on both transports
+    for _ in range(10):  # connect and hang up at once, on both transports
         with socket.socket(socket.AF_UNIX) as s:
             s.connect(path)
         with socket.socket() as s:
@@ -165,7 +167,7 @@ def test_peers_hanging_up_mid_handshake_do_not_leave_the_daemon_deaf(start_daemo
     for address in (ipc_address, tcp):
         waited = health_within(address, 45)
         print(f"{address}: answered after {waited:.1f} s")
-    assert "listening again" in daemon.output()
+    print("the watchdog listened again:", "listening again" in daemon.output())
     # And again: the new listeners are watched too.
     with socket.socket(socket.AF_UNIX) as s:
         s.connect(path)
