@@ -60,8 +60,9 @@ public final class NNGServer {
             stop(linger: 0)
             throw error
         }
-        let watchdog = ListenerWatchdog(arrivals: arrivals, addresses: addresses, timing: .init(), logger: logger) { [self] index in
-            relisten(index)
+        // Weak: the server owns the watchdog, and a strong capture would keep the server alive for ever.
+        let watchdog = ListenerWatchdog(arrivals: arrivals, addresses: addresses, timing: .init(), logger: logger) { [weak self] index in
+            self?.relisten(index)
         }
         self.watchdog = watchdog
         watchdog.start()
