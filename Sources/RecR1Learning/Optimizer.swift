@@ -39,7 +39,7 @@ public enum AdamW {
                               moments: inout AdamWMoments, step t: Int, learningRate lr: Float, settings s: AdamWSettings) {
         precondition(parameter.count == gradient.count && moments.m.count == parameter.count && t >= 1)
         let correction1 = 1 - powf(s.beta1, Float(t)), correction2 = 1 - powf(s.beta2, Float(t))
-        let decay = 1 - lr * s.weightDecay
+        let decay = 1 - lr * s.weightDecay, stepSize = lr / correction1, inverseSqrtCorrection2 = 1 / correction2.squareRoot()
         let count = parameter.count
         parameter.withUnsafeMutableBufferPointer { p in
             moments.m.withUnsafeMutableBufferPointer { m in
@@ -50,8 +50,7 @@ public enum AdamW {
                             let i = range.lowerBound
                             Kernels.adamW(p + i, gradient: gradient + i, m: m + i, v: v + i, range.count,
                                           gradientScale: gradientScale, beta1: s.beta1, beta2: s.beta2, decay: decay,
-                                          stepSize: lr / correction1, inverseSqrtCorrection2: 1 / correction2.squareRoot(),
-                                          epsilon: s.epsilon)
+                                          stepSize: stepSize, inverseSqrtCorrection2: inverseSqrtCorrection2, epsilon: s.epsilon)
                         }
                     }
                 }

@@ -30,7 +30,8 @@ struct Bench: ParsableCommand {
             weights), attention_share (attention over the cache or the sequence), packing_share (weights into \
             the backend's layout after they change), optimizer_share (AdamW and its gradient norm) and \
             other_share (RMSNorm, RoPE, SiLU, softmax and log-softmax over the vocabulary, sampling, the rest); \
-            matmul_gflops counts the products with the weights only. With --reference, the PyTorch script runs too and ratios are added (--reference-bf16: \
+            matmul_gflops counts the products with the weights only. With --reference, the PyTorch script runs \
+            too and ratios are added (--reference-bf16: \
             also under PyTorch's bf16 autocast); with --grpo-step as well, TRL's GRPOTrainer runs the same \
             GRPO step (scripts/reference/bench_trl_grpo.py) and ratio_grpo_step_vs_trl_grpo is its seconds \
             over ours.
@@ -286,8 +287,7 @@ struct Bench: ParsableCommand {
         let work = WorkClock.stop()
         func median(_ xs: [Double]) -> Double { xs.sorted()[xs.count / 2] }
         let totals = steps.map { $0.generate + $0.update }
-        let split = summary(Runs(seconds: totals, shares: work.mapValues { $0 / totals.reduce(0, +) }), tokens: 0)
-        return split.filter { $0.key.hasSuffix("_share") }.merging([
+        return split(work.mapValues { $0 / totals.reduce(0, +) }).merging([
                 "seconds": rounded(median(totals), 2), "seconds_each": totals.map { rounded($0, 2) },
                 "generate_seconds": rounded(median(steps.map(\.generate)), 2),
                 "update_seconds": rounded(median(steps.map(\.update)), 2),
@@ -366,24 +366,27 @@ struct Bench: ParsableCommand {
 
     struct Runs {
         var seconds: [Double]
-        /// Share of the runs' wall time by kind of work; the rest is `otherShare`.
+        /// Share of the runs' wall time by kind of work; the rest is other_share (`split`).
         var shares: [WorkClock.Kind: Double]
         var median: Double { seconds.sorted()[seconds.count / 2] }
         var matmulShare: Double { shares[.products] ?? 0 }
-        var otherShare: Double { max(0, 1 - shares.values.reduce(0, +)) }
     }
 
-    /// tok/s and the split of the time: matmul_share (products with the weights), attention_share,
-    /// packing_share (weights into the backend's layout after a change), optimizer_share (AdamW with its
-    /// gradient norm) and other_share (norms, RoPE, SiLU, softmax and log-softmax, sampling, the rest).
+    /// tok/s, the runs' seconds and the split of their time (`split`).
     func summary(_ runs: Runs, tokens: Int) -> [String: Any] {
         let best = runs.seconds.min()!
-        var figure: [String: Any] = [
+        return split(runs.shares).merging([
             "tok_per_s": rounded(Double(tokens) / runs.median, 2), "best_tok_per_s": rounded(Double(tokens) / best, 2),
-            "seconds": runs.seconds.map { rounded($0, 4) }, "matmul_share": rounded(runs.matmulShare, 3),
-            "other_share": rounded(runs.otherShare, 3)]
-        for kind in WorkClock.Kind.allCases where kind != .products {
-            figure["\(kind.rawValue)_share"] = rounded(runs.shares[kind] ?? 0, 3)
+            "seconds": runs.seconds.map { rounded($0, 4) }]) { $1 }
+    }
+
+    /// The split of the time: matmul_share (products with the weights), attention_share, packing_share
+    /// (weights into the backend's layout after a change), optimizer_share (AdamW with its gradient norm)
+    /// and other_share (norms, RoPE, SiLU, softmax and log-softmax, sampling, the rest).
+    func split(_ shares: [WorkClock.Kind: Double]) -> [String: Any] {
+        var figure: [String: Any] = ["other_share": rounded(max(0, 1 - shares.values.reduce(0, +)), 3)]
+        for kind in WorkClock.Kind.allCases {
+            figure[kind == .products ? "matmul_share" : "\(kind.rawValue)_share"] = rounded(shares[kind] ?? 0, 3)
         }
         return figure
     }
