@@ -148,7 +148,7 @@ def test_recone_starts_recr1d_cold_starts_trains_and_evaluates(tmp_path, capsys,
     out = tmp_path / "recone"
     argv = ["run", "recone", "--out", str(out), *TINY, "--steps", "1", "--group-size", "2", "--cold-start-steps", "1",
             "--cold-start-prompts", "3", "--cold-start-samples", "1", "--cold-start-batch", "2", "--keep-flat-groups",
-            "--beta", "0", "--lora-rank", "8", *blas_args()]
+            "--beta", "0", "--lora-rank", "8", "--eval-every", "1", "--eval-users", "2", *blas_args()]
     code, stdout, err = run_cli(argv, capsys)
     assert code == 0, err
     assert json.loads(stdout)["status"] == "finished"
@@ -178,6 +178,14 @@ def test_recone_starts_recr1d_cold_starts_trains_and_evaluates(tmp_path, capsys,
     assert grpo["kl"] >= 0 and grpo["completion_tokens_mean"] <= 8
     assert (out / "data" / "test.jsonl").is_file() and summary["data"] == str(out / "data")
 
+    # Validation on 2 held-out prompts where the RL starts (after the cold start) and after the GRPO step.
+    points = summary["validation"]
+    assert [p["step"] for p in points] == [1, 2] and all(p["users"] == 2 and 0 <= p["mae_all"] <= 4 for p in points)
+    assert grpo["validation"] == points[1] and "validation" not in sft
+    assert summary["cold_start"]["checkpoint"] == str(out / "checkpoints" / "cold-start")
+    assert (out / "checkpoints" / "cold-start" / "trainer.json").is_file()
+    assert "validation at step 1: MAE (all)" in err
+
     code, table, err = run_cli(["eval", "--run", str(out), "--users", "3", *blas_args()], capsys)
     assert code == 0, err
     result = json.loads((out / "eval" / "eval.json").read_text())
@@ -185,7 +193,18 @@ def test_recone_starts_recr1d_cold_starts_trains_and_evaluates(tmp_path, capsys,
     names = [s["name"] for s in result["systems"]]
     assert names[:4] == ["user mean (no LLM)", "user & item mean (no LLM)", "cold-start rule (no LLM)",
                          "base model (prompted)"]
-    assert names[4].startswith("trained (step 2, policy v2)")
+    assert names[4] == "cold start, SFT only (step 1)" and names[5].startswith("trained (step 2, policy v2)")
+    # Paired bootstrap intervals: the trained policy against each other system, and each system's mean.
+    comparisons = result["comparisons"]
+    assert [c["against"] for c in comparisons] == names[:5] and all(c["system"] == names[5] for c in comparisons)
+    for c in comparisons:
+        assert c["metric"] == "mae_all" and c["low"] <= c["difference"] <= c["high"] and c["clusters"] == 3
+        assert c["verdict"] in ("better", "worse", "not significant")
+    for system in result["systems"]:
+        interval = system["interval"]
+        assert interval["low"] <= system["metrics"]["mae_all"] <= interval["high"]
+        assert interval["mean"] == pytest.approx(system["metrics"]["mae_all"])
+    assert "95% paired bootstrap CI over 3 users" in table
     for system in result["systems"]:
         m = system["metrics"]
         assert m["users"] == 3 and 0 <= m["mae_all"] <= 4 and m["mae_all"] <= m["rmse_all"] <= 4
@@ -198,8 +217,18 @@ def test_recone_starts_recr1d_cold_starts_trains_and_evaluates(tmp_path, capsys,
     for name in names:
         assert name in table
     assert (out / "eval" / "eval.png").read_bytes().startswith(PNG)
-    outputs = list(read_jsonl(out / "eval" / "outputs-5-trained.jsonl"))
+    outputs = list(read_jsonl(out / "eval" / "outputs-6-trained.jsonl"))
     assert len(outputs) == 3 and all("completion" in row and "truth" in row for row in outputs)
+
+    # The general-ability probe: base model, cold start and final checkpoint, each against the base.
+    code, table, err = run_cli(["probe", "--run", str(out), "--max-new-tokens", "3", *blas_args()], capsys)
+    assert code == 0, err
+    probed = json.loads((out / "probe" / "probe.json").read_text())
+    assert [s["name"] for s in probed["systems"]] == ["base model", "cold start (SFT) (step 1)", "recone final (step 2)"]
+    assert all(s["questions"] == probed["questions"] >= 100 and 0 <= s["accuracy"] <= 1 for s in probed["systems"])
+    assert [c["against"] for c in probed["comparisons"]] == ["base model", "base model"]
+    assert all(c["low"] <= c["difference"] <= c["high"] for c in probed["comparisons"])
+    assert len(list(read_jsonl(out / "probe" / "probe-1.jsonl"))) == probed["questions"] and "accuracy" in table
 
 
 # --- Recipes on the shared recr1d --------------------------------------------------------------------

@@ -31,10 +31,16 @@ RUN_OPTIONS = {
     "cold_start_samples": (int, "base-model samples per cold-start prompt (best-of-N; 0: rule-written only)"),
     "cold_start_batch": (int, "cold-start answers per SFT step"),
     "cold_start_learning_rate": (float, "learning rate of the SFT steps"),
+    "targets_per_user": (int, "MovieLens targets per user (the last N positions), when the recipe makes its data"),
+    "entropy_coefficient": (float, "GRPO: weight of the entropy bonus (0: off)"),
+    "eval_every": (int, "greedy validation on --eval-users held-out validation prompts every N RL steps "
+                        "(0: off), plotted beside the training reward"),
+    "eval_users": (int, "validation prompts of --eval-every (the first N of validation.jsonl)"),
 }
 POSITIVE = ("steps", "prompts_per_step", "group_size", "samples", "max_new_tokens", "history", "reward_k",
-            "cold_start_prompts", "cold_start_batch")
-NON_NEGATIVE = ("checkpoint_every", "cold_start_steps", "cold_start_samples", "beta", "temperature")
+            "cold_start_prompts", "cold_start_batch", "targets_per_user", "eval_users")
+NON_NEGATIVE = ("checkpoint_every", "cold_start_steps", "cold_start_samples", "beta", "temperature",
+                "entropy_coefficient", "eval_every")
 POSITIVE_FLOAT = ("learning_rate", "cold_start_learning_rate", "clip")
 
 
@@ -73,6 +79,10 @@ def add_commands(commands):
     for name, (kind, text) in RUN_OPTIONS.items():
         loop.add_argument(_option(name), type=kind, help=text)
     loop.add_argument("--kl", choices=("k1", "k2", "k3"), help="GRPO: KL estimator (default k3)")
+    loop.add_argument("--aggregation", choices=("token_mean", "sequence_mean", "constant"),
+                      help="GRPO: loss aggregation (default token_mean; constant = Dr. GRPO's normaliser)")
+    loop.add_argument("--scaling", choices=("group", "batch", "none"),
+                      help="GRPO: advantage scaling by the group's std, the batch's, or none (Dr. GRPO)")
     loop.add_argument("--keep-flat-groups", action="store_true", default=None,
                       help="GRPO: also update on groups whose rewards are all equal (default: left out, as DAPO)")
     loop.add_argument("--no-stop", action="store_true",
@@ -98,7 +108,11 @@ def add_commands(commands):
     ev.add_argument("--exported", help="the trained policy: a model folder written by Export")
     ev.add_argument("--systems", default=DEFAULT_SYSTEMS,
                     help="which systems, comma-separated (default baseline,base,trained; trained only with a policy)")
-    ev.add_argument("--users", type=int, default=32, help="the first N test users (0: all; default 32)")
+    ev.add_argument("--users", type=int, default=0,
+                    help="the first N test records (0: all, the default; ≥ 300 for intervals that can tell)")
+    ev.add_argument("--cold-start", help="the cold start's policy (SFT only), a checkpoint folder compared too "
+                                         "(default: the run's checkpoints/cold-start, when it has one)")
+    ev.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples of the intervals (default 2000)")
     ev.add_argument("--max-new-tokens", type=int, help="most new tokens per answer (default: the run's, else 96)")
     ev.add_argument("--no-stop", action="store_true", default=None,
                     help="do not stop at the answer's closing tag (default: as the run did; else stop)")
@@ -106,6 +120,20 @@ def add_commands(commands):
     ev.add_argument("--out", help="folder for eval.json, eval.png, outputs (default RUN/eval, else ./eval)")
     ev.add_argument("--title", help="the chart's title")
     _daemon_options(ev)
+
+    pr = commands.add_parser(
+        "probe", help="general-ability probe: 120 short questions, base model against trained checkpoints",
+        description="Asks the fixed general-ability probe (recr1/recipes/probe_questions.jsonl) of the base model "
+                    "and of each checkpoint, greedily, and prints accuracy with paired bootstrap intervals "
+                    "against the base model (does the training keep general ability?).")
+    pr.add_argument("--run", help="a `recr1 run` folder: its model settings, cold-start and final checkpoints")
+    pr.add_argument("--checkpoint", action="append", default=[], metavar="NAME=PATH",
+                    help="a checkpoint to probe, under a name (repeatable), e.g. 'SFT 14 steps=runs/sft/checkpoints/final'")
+    pr.add_argument("--max-new-tokens", type=int, default=24, help="most new tokens per answer (default 24)")
+    pr.add_argument("--batch", type=int, default=40, help="questions per Generate call (default 40)")
+    pr.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples (default 2000)")
+    pr.add_argument("--out", help="folder for probe.json (default RUN/probe, else ./probe)")
+    _daemon_options(pr)
     return run, ev
 
 
@@ -154,7 +182,7 @@ def run_options(args):
     if recipe is None:
         raise UsageError(f"recipe: unknown '{args.recipe}' (known: {', '.join(RECIPES)})")
     options = dict(recipe.defaults)
-    for name in list(RUN_OPTIONS) + ["kl", "keep_flat_groups"]:
+    for name in list(RUN_OPTIONS) + ["kl", "aggregation", "scaling", "keep_flat_groups"]:
         value = getattr(args, name)
         if value is not None:
             if name not in options:
@@ -279,10 +307,76 @@ def eval_options(args):
     else:
         stop_strings = list(STOP_STRINGS[task])
     out = args.out or (os.path.join(args.run, "eval") if args.run else "eval")
+    cold_start = args.cold_start
+    if cold_start is None and run is not None and "trained" in systems and not args.exported:
+        cold_start = ((run.get("cold_start") or {}).get("checkpoint"))
+        if cold_start and not os.path.isdir(cold_start):
+            cold_start = None
+    if cold_start and not os.path.isdir(cold_start):
+        raise UsageError(f"--cold-start: no such folder {cold_start}")
+    if args.resamples < 100:
+        raise UsageError(f"--resamples: at least 100, got {args.resamples}")
     return {"run": args.run, "data": data, "task": task, "checkpoint": checkpoint, "exported": args.exported,
             "systems": systems, "users": args.users, "max_new_tokens": max_new_tokens, "stop_strings": stop_strings,
             "batch": args.batch, "out": out, "title": args.title, "address": args.address, "recr1d": args.recr1d,
+            "cold_start": cold_start, "resamples": args.resamples,
             "daemon_settings": settings, "timeout": args.timeout}
+
+
+def probe_options(args):
+    """The resolved options of `recr1 probe`, checked."""
+    _check_daemon_args(args)
+    run = None
+    if args.run:
+        path = os.path.join(args.run, "run.json")
+        if not os.path.isfile(path):
+            raise UsageError(f"--run: {args.run} has no run.json (a folder written by `recr1 run`)")
+        with open(path, encoding="utf-8") as f:
+            run = json.load(f)
+    checkpoints = []
+    if run is not None:
+        cold = (run.get("cold_start") or {}).get("checkpoint")
+        if cold and os.path.isdir(cold):
+            checkpoints.append(("cold start (SFT)", cold))
+        if run.get("checkpoint"):
+            checkpoints.append((f"{run['recipe']} final", run["checkpoint"]))
+    for text in args.checkpoint:
+        name, sep, path = text.rpartition("=")
+        if not sep or not name or not path:
+            raise UsageError(f"--checkpoint: NAME=PATH, got '{text}'")
+        if not os.path.isdir(path):
+            raise UsageError(f"--checkpoint: no such folder {path}")
+        checkpoints.append((name, path))
+    if args.max_new_tokens < 1 or args.batch < 1:
+        raise UsageError("--max-new-tokens, --batch: at least 1")
+    if args.resamples < 100:
+        raise UsageError(f"--resamples: at least 100, got {args.resamples}")
+    trained_with = (run or {}).get("options", {})
+    settings = {key: trained_with[key] for key in ("model", "training_mode", "lora_rank", "lora_alpha")
+                if trained_with.get(key) is not None}
+    if args.model:
+        settings["model"] = args.model
+    if args.blas_threads is not None:
+        settings["blas_threads"] = args.blas_threads
+    settings.update(_settings(args))
+    out = args.out or (os.path.join(args.run, "probe") if args.run else "probe")
+    return {"checkpoints": checkpoints, "max_new_tokens": args.max_new_tokens, "batch": args.batch,
+            "resamples": args.resamples, "out": out, "address": args.address, "recr1d": args.recr1d,
+            "daemon_settings": settings, "timeout": args.timeout}
+
+
+def probe_command(args):
+    from recr1.recipes import evaluate
+    try:
+        result = evaluate.run_probe(probe_options(args))
+    except UsageError as exc:
+        print(f"recr1 probe: {exc}", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, ValueError, DaemonError, RecR1Error) as exc:
+        print(f"recr1 probe: {exc}", file=sys.stderr)
+        return 1
+    print(result["table"])
+    return 0
 
 
 def _task_of(data):

@@ -64,25 +64,23 @@ def rating_rule(metadata, catalogue):
 
 
 def rating_answer(record, catalogue):
-    """A rule-written RecZero answer for a rating record."""
+    """A rule-written RecZero answer for a rating record: short (about 50 tokens), so that SFT and RL spend
+    their tokens on the prompt's facts and the rating, not on copying titles."""
     metadata = record["metadata"]
     rating, shared, sharing_mean = rating_rule(metadata, catalogue)
     history = [catalogue.get(str(i), {}) for i in metadata.get("history", [])]
     top = [g for g, _ in _genre_counts(history).most_common(2)]
     target = catalogue.get(str(metadata.get("item")), {})
-    genres = _join(target.get("genres") or []) or "unclassified"
-    title = metadata.get("item_title") or target.get("title", "this movie")
-    user = f"Mean rating {float(metadata['user_mean']):.1f}"
-    if top:
-        user += f"; recently watches {_join(top)} movies"
+    genres = ", ".join(target.get("genres") or []) or "unclassified"
+    user = f"Mean {float(metadata['user_mean']):.1f}" + (f"; likes {', '.join(top)}" if top else "")
     if metadata.get("item_mean") is None:
-        item = f"{title}: {genres}; nobody has rated it yet"
+        item = f"{genres}; not rated yet"
     else:
-        item = f"{title}: {genres}; others rate it {float(metadata['item_mean']):.1f} on average"
+        item = f"{genres}; mean {float(metadata['item_mean']):.1f}"
     if sharing_mean is not None and shared:
-        match = f"It shares {_join(shared)} with recent movies this user rated {sharing_mean:.1f} on average"
+        match = f"Shares {', '.join(shared)}; rated {sharing_mean:.1f} there"
     else:
-        match = "It shares no genre with this user's recent movies"
+        match = "Shares no genre"
     return (f"<analyze user> {user}. </analyze user>\n<analyze item> {item}. </analyze item>\n"
             f"<match> {match}. </match>\n<rate>{rating}</rate>")
 

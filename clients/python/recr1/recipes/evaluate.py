@@ -21,14 +21,15 @@ import time
 
 from recr1.client import PolicyClient
 from recr1.data.jsonl import write_jsonl
-from recr1.recipes import plots, tasks
+from recr1.recipes import plots, stats, tasks
 from recr1.recipes.daemon import LocalDaemon
 from recr1.recipes.progress import duration
 
 ADAPTER_KEYS = ("training_mode", "lora_rank", "lora_alpha", "lora_targets")   # a checkpoint needs the same
 
 
-def _generate_all(client, records, max_new_tokens, stop_strings, batch, label, note):
+def greedy_texts(client, records, max_new_tokens, stop_strings, batch, label=None, note=None):
+    """The greedy answer to each record's prompt, batch prompts per Generate call; (texts, seconds)."""
     texts, started = [], time.monotonic()
     for start in range(0, len(records), batch):
         part = records[start:start + batch]
@@ -37,31 +38,35 @@ def _generate_all(client, records, max_new_tokens, stop_strings, batch, label, n
         texts.extend(result.completions[0].text for result in reply.results)
         done = len(texts)
         elapsed = time.monotonic() - started
-        note(f"eval {label}: {done}/{len(records)} users, {duration(elapsed)}, "
-             f"ETA {duration(elapsed / done * (len(records) - done))}")
+        if note:
+            note(f"eval {label}: {done}/{len(records)} prompts, {duration(elapsed)}, "
+                 f"ETA {duration(elapsed / done * (len(records) - done))}")
     return texts, time.monotonic() - started
 
 
-def _model_rows(judge, records, texts):
-    rows = []
-    for record, text in zip(records, texts):
-        row = judge.completion(record, text)
-        rows.append({"id": record["id"], "completion": text, **row})
-    return rows
+def judge_texts(judge, records, texts):
+    """Per-record rows (id, completion and the task's metrics) of the completions texts[i] of records[i]."""
+    return [{"id": record["id"], "completion": text, **judge.completion(record, text)}
+            for record, text in zip(records, texts)]
 
 
 def format_table(task, systems):
-    """The results as a fixed-width text table."""
+    """The results as a fixed-width text table, with the 95% interval of the headline metric's mean."""
     columns = tasks.main_metrics(task)
+    headline = tasks.headline_metric(task)[1]
     name_width = max(len("system"), *(len(s["name"]) for s in systems))
-    header = f"{'system':<{name_width}}  " + "  ".join(f"{label:>13}" for _, label, _ in columns)
+    header = (f"{'system':<{name_width}}  " + "  ".join(f"{label:>13}" for _, label, _ in columns)
+              + f"  {headline + ' 95% CI':>22}")
     lines = [header, "-" * len(header)]
     for system in systems:
         cells = []
         for key, _, _ in columns:
             value = system["metrics"].get(key)
-            cells.append(f"{'n/a' if value is None else f'{value:.4f}':>13}")
-        lines.append(f"{system['name']:<{name_width}}  " + "  ".join(cells))
+            text = "n/a" if value is None else (str(value) if isinstance(value, int) else f"{value:.4f}")
+            cells.append(f"{text:>13}")
+        interval = system.get("interval")
+        ci = f"[{interval['low']:.4f}, {interval['high']:.4f}]" if interval else ""
+        lines.append(f"{system['name']:<{name_width}}  " + "  ".join(cells) + f"  {ci:>22}")
     return "\n".join(lines)
 
 
@@ -127,8 +132,15 @@ def evaluate(options, stream=None):
             daemon = LocalDaemon(folder, settings, binary=options.get("recr1d"), log=note).start()
             client = daemon.client(timeout=options["timeout"])
 
+        if options.get("cold_start") and "trained" in model_systems:
+            model_systems.insert(model_systems.index("trained"), "cold-start")
         for kind in model_systems:
-            if kind == "base":
+            if kind == "cold-start":
+                if client is None:
+                    connect()
+                loaded = client.load_checkpoint(options["cold_start"])
+                name = f"cold start, SFT only (step {loaded.step})"
+            elif kind == "base":
                 connect()
                 version = client.health().policy_version
                 if version != 0:
@@ -143,9 +155,9 @@ def evaluate(options, stream=None):
                     connect()
                 loaded = client.load_checkpoint(options["checkpoint"])
                 name = f"trained (step {loaded.step}, policy v{loaded.policy_version})"
-            texts, seconds = _generate_all(client, records, options["max_new_tokens"], options["stop_strings"],
-                                           options["batch"], kind, note)
-            rows = _model_rows(judge, records, texts)
+            texts, seconds = greedy_texts(client, records, options["max_new_tokens"], options["stop_strings"],
+                                          options["batch"], kind, note)
+            rows = judge_texts(judge, records, texts)
             systems.append({"name": name, "kind": kind, "metrics": tasks.summarise(task, rows), "seconds": seconds,
                             "rows": rows})
     finally:
@@ -154,19 +166,94 @@ def evaluate(options, stream=None):
         if daemon is not None:
             daemon.stop()
 
+    key, label, higher = tasks.headline_metric(task)
+    subject = max((i for i, s in enumerate(systems) if s["kind"] != "baseline"), default=len(systems) - 1)
+    comparisons = stats.compare(task, systems, key, higher, subject=subject, resamples=options.get("resamples", 2000))
+    for system in systems:
+        values = [stats.record_value(task, row, key) for row in system["rows"]]
+        clusters = [stats.user_of(row["id"]) for row in system["rows"]]
+        mean, low, high = stats.mean_interval(values, clusters, resamples=options.get("resamples", 2000))
+        system["interval"] = {"metric": key, "mean": mean, "low": low, "high": high}
     for index, system in enumerate(systems):
         write_jsonl(out / f"outputs-{index + 1}-{system['kind']}.jsonl", system.pop("rows"))
     result = {"task": task, "data": os.path.abspath(data_dir), "users": len(records),
               "max_new_tokens": options["max_new_tokens"], "stop_strings": options["stop_strings"],
               "decoding": "greedy",
               "checkpoint": options.get("checkpoint"), "exported": options.get("exported"),
-              "run": options.get("run"), "systems": systems}
+              "run": options.get("run"), "cold_start": options.get("cold_start"),
+              "users_distinct": len({stats.user_of(r["id"]) for r in records}),
+              "headline": {"metric": key, "label": label, "higher_is_better": higher},
+              "systems": systems, "comparisons": comparisons}
     result = _json_safe(result)
     with open(out / "eval.json", "w", encoding="utf-8") as f:
         json.dump(result, f, indent=2)
         f.write("\n")
     title = options.get("title") or f"{task}: {len(records)} held-out users"
-    plots.evaluation_bars(systems, tasks.main_metrics(task), str(out / "eval.png"), title)
-    result["table"] = format_table(task, systems)
+    plots.evaluation_bars(systems, tasks.main_metrics(task), str(out / "eval.png"), title, comparisons=comparisons)
+    result["table"] = format_table(task, systems) + "\n\n" + stats.format_comparisons(comparisons, label)
     note(f"wrote {out / 'eval.json'} and {out / 'eval.png'}")
+    return result
+
+
+def run_probe(options, stream=None):
+    """`recr1 probe`: the general-ability probe (recr1.recipes.probe) for the base model and each checkpoint
+    of options["checkpoints"] ([(name, path)]), greedy; accuracy per system and category, and each
+    checkpoint's paired bootstrap interval against the base model (questions resampled). Writes
+    OUT/probe.json and returns the result with a text table."""
+    from recr1.recipes import probe
+    stream = stream or sys.stderr
+
+    def note(message):
+        print(f"[probe] {message}", file=stream, flush=True)
+
+    out = pathlib.Path(options["out"]).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    questions = probe.load_questions()
+    records = [{"id": q["id"], "messages": probe.messages(q)} for q in questions]
+    systems = []
+    if options.get("address"):
+        client, daemon = PolicyClient(options["address"], timeout=options["timeout"]), None
+    else:
+        daemon = LocalDaemon(out / "recr1d", dict(options["daemon_settings"]), binary=options.get("recr1d"),
+                             log=note).start()
+        client = daemon.client(timeout=options["timeout"])
+    try:
+        if client.health().policy_version != 0:
+            raise ValueError("--address: recr1d does not serve the base model; leave out --address")
+        for name, path in [("base model", None)] + list(options["checkpoints"]):
+            if path:
+                loaded = client.load_checkpoint(path)
+                name = f"{name} (step {loaded.step})"
+            texts, seconds = greedy_texts(client, records, options["max_new_tokens"], [], options["batch"], name, note)
+            report = probe.score(questions, texts)
+            systems.append({"name": name, "checkpoint": path, "accuracy": report["accuracy"],
+                            "correct": report["correct"], "questions": report["questions"],
+                            "by_category": report["by_category"], "seconds": seconds, "rows": report["rows"]})
+            note(f"{name}: {report['correct']}/{report['questions']} correct ({report['accuracy']:.1%})")
+    finally:
+        client.close()
+        if daemon is not None:
+            daemon.stop()
+    comparisons = []
+    ids = [row["id"] for row in systems[0]["rows"]]
+    base = [float(row["correct"]) for row in systems[0]["rows"]]
+    for system in systems[1:]:
+        mine = [float(row["correct"]) for row in system["rows"]]
+        interval = stats.paired_bootstrap(mine, base, ids, resamples=options.get("resamples", 2000))
+        comparisons.append({"system": system["name"], "against": systems[0]["name"], "metric": "accuracy",
+                            **interval, "verdict": stats.verdict(interval, True)})
+    for index, system in enumerate(systems):
+        write_jsonl(out / f"probe-{index + 1}.jsonl", system.pop("rows"))
+    result = _json_safe({"questions": len(questions), "max_new_tokens": options["max_new_tokens"],
+                         "decoding": "greedy", "systems": systems, "comparisons": comparisons})
+    with open(out / "probe.json", "w", encoding="utf-8") as f:
+        json.dump(result, f, indent=2)
+        f.write("\n")
+    width = max(len(s["name"]) for s in systems)
+    lines = [f"{'system':<{width}}  accuracy  correct"]
+    lines += [f"{s['name']:<{width}}  {s['accuracy']:8.3f}  {s['correct']:>3}/{s['questions']}" for s in systems]
+    if comparisons:
+        lines += ["", stats.format_comparisons(comparisons, "probe accuracy").replace("users", "questions")]
+    result["table"] = "\n".join(lines)
+    note(f"wrote {out / 'probe.json'}")
     return result

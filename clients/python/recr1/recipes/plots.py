@@ -26,10 +26,13 @@ def _series(records, key, phases=None):
     return xs, ys
 
 
-def training_curves(records, path, title):
-    """Reward (mean, with min-max band), loss and KL (or the DPO margin) against the step."""
+def training_curves(records, path, title, validation=None, validation_metric=None):
+    """Reward (mean, with min-max band), loss and KL (or the DPO margin) against the step; with validation
+    points ([{"step", key: value}]) and validation_metric (key, label, higher is better), a fourth panel of
+    the held-out metric."""
     plt = _pyplot()
-    figure, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    panels = 4 if validation and validation_metric else 3
+    figure, axes = plt.subplots(1, panels, figsize=(4.3 * panels, 3.6))
     phases = sorted({r["phase"] for r in records}, key=lambda p: min(r["step"] for r in records if r["phase"] == p))
     colours = {"sft": "tab:gray", "grpo": "tab:blue", "dpo": "tab:purple"}
 
@@ -59,12 +62,21 @@ def training_curves(records, path, title):
         xs, ys = _series(records, "kl", {"grpo"})
         axes[2].plot(xs, ys, marker="o", color="tab:red")
         axes[2].set_title("KL to the reference (GRPO steps)")
+    if panels == 4:
+        key, label, higher = validation_metric
+        points = [(p["step"], p[key]) for p in validation if isinstance(p.get(key), (int, float))]
+        axes[3].plot([p[0] for p in points], [p[1] for p in points], marker="s", color="tab:orange")
+        for x, y in points:
+            axes[3].annotate(f"{y:.3f}", (x, y), fontsize=7, ha="center", va="bottom")
+        count = validation[0].get("users", "?")
+        axes[3].set_title(f"validation {label} ({count} held-out, {'higher' if higher else 'lower'} is better)",
+                          fontsize=9)
     from matplotlib.ticker import MaxNLocator
-    for axis in axes[1:]:
+    for axis in axes[1:3]:
         if not any(len(line.get_xdata()) for line in axis.lines):
             axis.text(0.5, 0.5, "no update in any step", ha="center", va="center", transform=axis.transAxes,
                       color="gray")
-    steps = [r["step"] for r in records]
+    steps = [r["step"] for r in records] + [p["step"] for p in validation or []]
     for axis in axes:
         axis.set_xlim(min(steps) - 0.5, max(steps) + 0.5)
         axis.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -77,28 +89,41 @@ def training_curves(records, path, title):
     return path
 
 
-def evaluation_bars(systems, metrics, path, title):
-    """One panel per metric, one bar per system. systems: [{"name", "metrics": {...}}];
-    metrics: [(key, label, higher_is_better)]."""
+def evaluation_bars(systems, metrics, path, title, comparisons=None):
+    """One panel per metric, one bar per system, labelled by name; the headline metric's bars carry their
+    95% interval (system["interval"]), and the comparisons (stats.compare) are printed under the chart.
+    systems: [{"name", "metrics": {...}, "interval"?}]; metrics: [(key, label, higher_is_better)]."""
     plt = _pyplot()
     shown = [m for m in metrics if any(s["metrics"].get(m[0]) is not None for s in systems)]
-    figure, axes = plt.subplots(1, max(1, len(shown)), figsize=(2.6 * max(1, len(shown)) + 1, 3.8), squeeze=False)
-    colours = ["tab:gray", "tab:orange", "tab:blue", "tab:green", "tab:purple", "tab:brown"]
+    count = max(1, len(shown))
+    figure, axes = plt.subplots(1, count, figsize=(max(2.2 * count, 0.5 * len(systems) * count) + 1, 5.6),
+                                squeeze=False)
+    colours = {"baseline": "tab:gray", "base": "tab:orange", "cold-start": "tab:blue", "trained": "tab:green"}
     names = [s["name"] for s in systems]
     for axis, (key, label, higher) in zip(axes[0], shown):
         values = [s["metrics"].get(key) for s in systems]
         heights = [v if v is not None else 0.0 for v in values]
-        bars = axis.bar(range(len(systems)), heights, color=colours[:len(systems)])
+        errors = None
+        intervals = [s.get("interval") for s in systems]
+        if all(i and i.get("metric") == key for i in intervals):
+            errors = [[h - i["low"] for h, i in zip(heights, intervals)], [i["high"] - h for h, i in zip(heights, intervals)]]
+        bars = axis.bar(range(len(systems)), heights, yerr=errors, capsize=3 if errors else 0,
+                        color=[colours.get(s.get("kind"), "tab:purple") for s in systems])
         for bar, value in zip(bars, values):
-            axis.annotate("n/a" if value is None else f"{value:.3f}",
-                          (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center", va="bottom", fontsize=7)
-        axis.set_title(f"{label} ({'higher' if higher else 'lower'} is better)", fontsize=8)
+            text = "n/a" if value is None else (str(value) if isinstance(value, int) else f"{value:.3f}")
+            axis.annotate(text, (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center", va="bottom",
+                          fontsize=6)
+        axis.set_title(f"{label} ({'higher' if higher else 'lower'} is better)" + (", 95% CI" if errors else ""),
+                       fontsize=8)
         axis.set_xticks(range(len(systems)))
-        axis.set_xticklabels([str(i + 1) for i in range(len(systems))], fontsize=8)
+        axis.set_xticklabels(names, fontsize=6, rotation=60, ha="right")
         axis.grid(axis="y", alpha=0.3)
-    legend = "   ".join(f"{i + 1}: {name}" for i, name in enumerate(names))
-    figure.suptitle(f"{title}\n{legend}", fontsize=8)
+    lines = [title]
+    for c in comparisons or []:
+        lines.append(f"{c['system']} - {c['against']}: {c['difference']:+.3f} [{c['low']:+.3f}, {c['high']:+.3f}] "
+                     f"{c['verdict']}")
+    figure.suptitle("\n".join(lines), fontsize=7)
     figure.tight_layout()
-    figure.savefig(path, dpi=100)
+    figure.savefig(path, dpi=110)
     plt.close(figure)
     return path

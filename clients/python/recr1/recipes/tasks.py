@@ -187,6 +187,7 @@ def summarise(task, rows):
     if task == "rating":
         parsed = [r for r in rows if r["prediction"] is not None]
         out["parsed"] = len(parsed) / n
+        out["distinct_ratings"] = len({r["prediction"] for r in parsed})
         if parsed:
             out["mae"] = metrics.mae([r["prediction"] for r in parsed], [r["truth"] for r in parsed])
             out["rmse"] = metrics.rmse([r["prediction"] for r in parsed], [r["truth"] for r in parsed])
@@ -208,12 +209,18 @@ def main_metrics(task):
     """(key, label, higher is better) of the metrics the table and the chart show."""
     if task == "rating":
         return [("mae", "MAE (parsed)", False), ("rmse", "RMSE (parsed)", False), ("mae_all", "MAE (all)", False),
-                ("rmse_all", "RMSE (all)", False), ("parsed", "rated", True), ("format", "format", True)]
+                ("rmse_all", "RMSE (all)", False), ("parsed", "rated", True), ("format", "format", True),
+                ("distinct_ratings", "distinct ratings", True)]
     keys = [("ndcg@10", "NDCG@10", True), ("recall@10", "Recall@10", True), ("ndcg@100", "NDCG@100", True),
             ("recall@100", "Recall@100", True)]
     if task != "preference":
         keys.append(("format", "format", True))
     return keys
+
+
+def headline_metric(task):
+    """(key, label, higher is better) of the one metric a task is judged by: validation curves, comparisons."""
+    return ("mae_all", "MAE (all)", False) if task == "rating" else ("ndcg@10", "NDCG@10", True)
 
 
 def splits_present(data_dir):

@@ -22,7 +22,7 @@ from recr1.client import PolicyClient
 from recr1.data import catalogue as catalogue_module
 from recr1.data import esci, movielens, records as records_module
 from recr1.data.jsonl import write_jsonl
-from recr1.recipes import coldstart, plots, tasks
+from recr1.recipes import coldstart, evaluate, plots, tasks
 from recr1.recipes.daemon import LocalDaemon
 from recr1.recipes.progress import Progress, duration
 from recr1.rewards.rlrf4rec import best_and_worst
@@ -43,7 +43,8 @@ def prepare_data(recipe, options, out, note):
         catalogue_lines = list(esci.catalogue_records(judgements))
     else:
         data = movielens.load(options["dataset"], options.get("movielens_path"))
-        splits = records_module.build(data, recipe.task, options["split_seed"], fractions, options["history"])
+        splits = records_module.build(data, recipe.task, options["split_seed"], fractions, options["history"],
+                                      targets_per_user=options.get("targets_per_user", 1))
         catalogue_lines = list(catalogue_module.movielens_records(data))
     for split, rows in splits.items():
         write_jsonl(os.path.join(folder, f"{split}.jsonl"), rows)
@@ -142,7 +143,9 @@ def grpo_step(client, scorer, task, batch, options, step, lr_override):
     record = {"phase": "grpo", **fields, "generate_seconds": generate_seconds, "groups_used": len(groups),
               "groups_flat": flat}
     if groups:
-        batch_message = grpo_batch(groups, beta=options["beta"], epsilon_low=options["clip"], kl=options["kl"])
+        batch_message = grpo_batch(groups, beta=options["beta"], epsilon_low=options["clip"], kl=options["kl"],
+                                   aggregation=options["aggregation"], scaling=options["scaling"],
+                                   entropy_coefficient=options["entropy_coefficient"])
         record.update(_update_fields(client.update(grpo=batch_message, learning_rate=lr_override)))
     else:
         record["skipped"] = "every group's rewards are equal"
@@ -191,6 +194,34 @@ def sft_step(client, samples, learning_rate, suffix=""):
     for key in ("kl", "clip_fraction"):   # no reference and no ratio in an SFT step
         fields[key] = None
     return {"phase": "sft", **fields}
+
+
+class Validation:
+    """Greedy answers to a fixed set of held-out validation prompts, judged as `recr1 eval` judges them: the
+    metric that says whether training generalises, beside the training reward."""
+
+    def __init__(self, recipe, data_dir, options, note):
+        self.task = recipe.task
+        self.options = options
+        self.records = tasks.read_split(data_dir, "validation", recipe.task)[:options["eval_users"]]
+        if not self.records:
+            raise tasks.DataError(f"--eval-every: {data_dir}/validation.jsonl has no prompts")
+        self.judge = tasks.Judge(recipe.task, data_dir, self.records)
+        self.key, self.label, _ = tasks.headline_metric(recipe.task)
+        self.note = note
+        self.points = []
+
+    def __call__(self, client, step):
+        texts, seconds = evaluate.greedy_texts(client, self.records, self.options["max_new_tokens"],
+                                               self.options["stop_strings"], batch=16)
+        metrics = tasks.summarise(self.task, evaluate.judge_texts(self.judge, self.records, texts))
+        point = {"step": step, "seconds": seconds, **metrics}
+        self.points.append(point)
+        shown = f"{self.label} {metrics.get(self.key):.4f}" if metrics.get(self.key) is not None else "n/a"
+        fmt = f", format {metrics['format']:.0%}" if metrics.get("format") is not None else ""
+        self.note(f"validation at step {step}: {shown}{fmt} on {len(self.records)} held-out prompts "
+                  f"({duration(seconds)})")
+        return point
 
 
 def daemon_settings(options):
@@ -283,6 +314,17 @@ def run(recipe, options, stream=None):
                 record.update({"step": step, "phase_step": step, "seconds": time.monotonic() - t0})
                 _checkpoint(client, record, checkpoints, step, options)
                 progress.step(record)
+        validation = None
+        if options.get("eval_every"):
+            validation = Validation(recipe, data_dir, options, note)
+            summary["validation"] = validation.points
+            validation(client, step)   # where the RL starts from: the base model, or the cold start's policy
+            if options["cold_start_steps"]:
+                client.save_checkpoint(str(checkpoints / "cold-start"))
+                summary["cold_start"]["checkpoint"] = str(checkpoints / "cold-start")
+        elif options["cold_start_steps"]:
+            saved = client.save_checkpoint(str(checkpoints / "cold-start"))
+            summary["cold_start"]["checkpoint"] = saved.path
         sampler = Sampler(train, options["seed"])
         one_step = dpo_step if recipe.algorithm == "dpo" else grpo_step
         for phase_step in range(1, options["steps"] + 1):
@@ -291,6 +333,8 @@ def run(recipe, options, stream=None):
             record = one_step(client, scorer, recipe.task, sampler.take(options["prompts_per_step"]), options, step,
                               lr_override)
             record.update({"step": step, "phase_step": phase_step, "seconds": time.monotonic() - t0})
+            if validation and (phase_step % options["eval_every"] == 0 or phase_step == options["steps"]):
+                record["validation"] = validation(client, step)
             _checkpoint(client, record, checkpoints, step, options)
             progress.step(record)
         final = client.save_checkpoint(str(checkpoints / "final"))
@@ -310,7 +354,8 @@ def run(recipe, options, stream=None):
         if daemon is not None:
             daemon.stop()
         if progress.records:
-            plots.training_curves(progress.records, str(out / "curves.png"), _title(recipe, options, train))
+            plots.training_curves(progress.records, str(out / "curves.png"), _title(recipe, options, train),
+                                  validation=summary.get("validation"), validation_metric=tasks.headline_metric(recipe.task))
         _write_json(out / "run.json", summary)
     note(f"done in {duration(summary['seconds'])}: {metrics_path}, {out / 'curves.png'}, {out / 'run.json'}")
     return summary
