@@ -62,6 +62,8 @@ def main(argv=None):
         return recipes_cli.run_command(args)
     if args.command == "eval":
         return recipes_cli.eval_command(args)
+    if args.command == "probe":
+        return recipes_cli.probe_command(args)
 
     try:
         with PolicyClient(args.address, timeout=args.timeout, token_file=args.token_file) as client:
