@@ -14,6 +14,8 @@ public struct TrainerSettings: Equatable {
     public var lora: LoRASettings? = LoRASettings()
     /// Seeds the adapters' initial A matrices.
     public var seed: UInt64 = 0
+    /// Neighbouring sequences with the same prompt (a GRPO group's samples) run the prompt once.
+    public var sharePrefixes = true
 
     public init() {}
 }
@@ -38,6 +40,57 @@ public struct TrainingBatch {
 
     public var tokens: Int { sequences.reduce(0) { $0 + $1.count } }
     public var scoredTokens: Int { scored.reduce(0) { $0 + $1.count } }
+
+    /// Runs of neighbouring sequences whose tokens before the first scored one are the same (at least
+    /// `minimum` of them): each run's prompt can be computed once.
+    public func sharedPrompts(minimum: Int = 1) -> [PrefixGroup] {
+        var groups: [PrefixGroup] = []
+        var start = 0
+        while start < sequences.count {
+            let length = scored[start].lowerBound
+            var end = start + 1
+            while end < sequences.count, scored[end].lowerBound == length,
+                  sequences[end].prefix(length).elementsEqual(sequences[start].prefix(length)) { end += 1 }
+            if end - start > 1 && length >= minimum { groups.append(PrefixGroup(sequences: start..<end, length: length)) }
+            start = end
+        }
+        return groups
+    }
+
+    /// Rows the training pass runs for `range` (whole groups only): each group's prompt counts once.
+    func rows(_ range: Range<Int>, groups: [PrefixGroup]) -> Int {
+        let all = sequences[range].reduce(0) { $0 + $1.count }
+        return all - groups.reduce(0) { $0 + ($1.sequences.count - 1) * $1.length }
+    }
+}
+
+/// A micro-batch: sequences, and the prefix groups among them (indices relative to the micro-batch).
+struct MicroBatch {
+    var range: Range<Int>
+    var groups: [PrefixGroup]
+}
+
+/// Micro-batches of at most `maxTokens` rows, never splitting a prefix group (one larger than the budget
+/// runs alone, as a long sequence does).
+func microBatches(_ batch: TrainingBatch, groups: [PrefixGroup], maxTokens: Int) -> [MicroBatch] {
+    // Units: lone sequences and whole groups, in order, with the rows each costs.
+    var units: [(range: Range<Int>, group: PrefixGroup?)] = []
+    var s = 0, g = 0
+    while s < batch.sequences.count {
+        if g < groups.count, groups[g].sequences.lowerBound == s {
+            units.append((groups[g].sequences, groups[g])); s = groups[g].sequences.upperBound; g += 1
+        } else {
+            units.append((s..<(s + 1), nil)); s += 1
+        }
+    }
+    let lengths = units.map { batch.rows($0.range, groups: $0.group.map { [$0] } ?? []) }
+    return microBatches(lengths: lengths, maxTokens: maxTokens).map { part in
+        let first = units[part.lowerBound].range.lowerBound, last = units[part.upperBound - 1].range.upperBound
+        let inside = units[part].compactMap(\.group).map {
+            PrefixGroup(sequences: ($0.sequences.lowerBound - first)..<($0.sequences.upperBound - first), length: $0.length)
+        }
+        return MicroBatch(range: first..<last, groups: inside)
+    }
 }
 
 /// Trains a decoder: runs the batch through the engine in micro-batches, asks the loss for its
@@ -108,21 +161,28 @@ public final class Trainer {
     public func referenceLogprobs(_ batch: TrainingBatch) -> [[Float]] {
         withReference { reference in
             Self.logprobs(batch, pass: frozenReference == nil ? pass : TrainingPass(decoder: reference),
-                          maxTokens: settings.maxTokensPerMicroBatch)
+                          settings: settings)
         }
     }
 
     /// Log-probs of the batch's scored tokens under the current policy (no gradients).
     public func policyLogprobs(_ batch: TrainingBatch) -> [[Float]] {
-        Self.logprobs(batch, pass: pass, maxTokens: settings.maxTokensPerMicroBatch)
+        Self.logprobs(batch, pass: pass, settings: settings)
     }
 
-    private static func logprobs(_ batch: TrainingBatch, pass: TrainingPass, maxTokens: Int) -> [[Float]] {
+    private static func logprobs(_ batch: TrainingBatch, pass: TrainingPass, settings: TrainerSettings) -> [[Float]] {
         var result: [[Float]] = []
-        for range in microBatches(lengths: batch.sequences.map(\.count), maxTokens: maxTokens) {
-            result += pass.forward(sequences: Array(batch.sequences[range]), scored: Array(batch.scored[range]))
+        for part in parts(batch, settings) {
+            result += pass.forward(sequences: Array(batch.sequences[part.range]), scored: Array(batch.scored[part.range]),
+                                   prefixGroups: part.groups)
         }
         return result
+    }
+
+    /// The batch's micro-batches, with its shared prompts when the settings share them.
+    private static func parts(_ batch: TrainingBatch, _ settings: TrainerSettings) -> [MicroBatch] {
+        microBatches(batch, groups: settings.sharePrefixes ? batch.sharedPrompts() : [],
+                     maxTokens: settings.maxTokensPerMicroBatch)
     }
 
     /// One update: forward, `loss` (given the policy's log-probs and entropies of the scored tokens),
@@ -137,10 +197,11 @@ public final class Trainer {
     /// accumulated.
     public func update(_ batch: TrainingBatch, accumulate: Bool = false, learningRate: Float? = nil,
                        loss: ([[Float]], [[Float]]) -> LossResult) -> Report {
-        let parts = microBatches(lengths: batch.sequences.map(\.count), maxTokens: settings.maxTokensPerMicroBatch)
+        let parts = Self.parts(batch, settings)
         var logprobs: [[Float]] = [], entropies: [[Float]] = []
-        for range in parts {
-            logprobs += pass.forward(sequences: Array(batch.sequences[range]), scored: Array(batch.scored[range]), entropy: true)
+        for part in parts {
+            logprobs += pass.forward(sequences: Array(batch.sequences[part.range]), scored: Array(batch.scored[part.range]),
+                                     prefixGroups: part.groups, entropy: true)
             entropies += pass.entropies
         }
         let result = loss(logprobs, entropies)
@@ -152,10 +213,11 @@ public final class Trainer {
                             tokens: batch.tokens, sequences: batch.sequences.count)
 
         allocateGradients()
-        for range in parts {
+        for part in parts {
+            let range = part.range
             if parts.count > 1 {
                 _ = pass.forward(sequences: Array(batch.sequences[range]), scored: Array(batch.scored[range]),
-                                 entropy: result.entropyGradients != nil)
+                                 prefixGroups: part.groups, entropy: result.entropyGradients != nil)
             }
             pass.backward(Array(result.gradients[range]), dEntropies: result.entropyGradients.map { Array($0[range]) },
                           into: fullGradients, adapterGradients: adapterGradients)
@@ -169,11 +231,12 @@ public final class Trainer {
     /// first pass over the whole batch. Metrics are the parts' means weighted by their scored tokens.
     public func updateSeparately(_ batch: TrainingBatch, accumulate: Bool = false, learningRate: Float? = nil,
                                  loss: (Range<Int>, [[Float]], [[Float]]) -> LossResult) -> Report {
-        let parts = microBatches(lengths: batch.sequences.map(\.count), maxTokens: settings.maxTokensPerMicroBatch)
         allocateGradients()
         var total = 0.0, weighted: [String: Double] = [:], entropySum = 0.0
-        for range in parts {
-            let logprobs = pass.forward(sequences: Array(batch.sequences[range]), scored: Array(batch.scored[range]), entropy: true)
+        for part in Self.parts(batch, settings) {
+            let range = part.range
+            let logprobs = pass.forward(sequences: Array(batch.sequences[range]), scored: Array(batch.scored[range]),
+                                        prefixGroups: part.groups, entropy: true)
             let entropies = pass.entropies
             let result = loss(range, logprobs, entropies)
             guard result.loss.isFinite else { return skipped(result.loss, metrics: result.metrics, batch) }

@@ -40,10 +40,26 @@ public final class ModelGradients {
     }
 }
 
+/// Sequences that begin with the same tokens (the G completions of one GRPO prompt): the pass runs the
+/// shared prefix once, and each sequence's remaining tokens attend to it and to themselves.
+public struct PrefixGroup: Equatable {
+    public var sequences: Range<Int>
+    /// Tokens every sequence of the group starts with; every scored token lies after them.
+    public var length: Int
+
+    public init(sequences: Range<Int>, length: Int) {
+        self.sequences = sequences
+        self.length = length
+    }
+}
+
 /// The forward pass with every activation the backward pass needs, and the backward pass, layer by layer
-/// in reverse. A batch is whole sequences: each attends causally within itself, with no cache. The loss is
-/// the caller's: `forward` returns the log-probs of chosen tokens, and `backward` takes dLoss/dlog-prob
-/// of each, so that GRPO, DPO and SFT all meet the engine at the same place.
+/// in reverse. A batch is whole sequences, packed into units of rows with no cache: a lone sequence attends
+/// causally within itself; a prefix group is one unit — the prefix's rows, then each member's own rows,
+/// which attend causally to the prefix and to their own earlier rows, never to another member's. Gradients
+/// from every member flow back into the one copy of the prefix, so they equal the unshared computation's.
+/// The loss is the caller's: `forward` returns the log-probs of chosen tokens, and `backward` takes
+/// dLoss/dlog-prob of each, so that GRPO, DPO and SFT all meet the engine at the same place.
 public final class TrainingPass {
     public let decoder: Decoder
     private var config: ModelConfig { decoder.config }
@@ -76,9 +92,15 @@ public final class TrainingPass {
     private let scratch = Scratch()
     private let xFinal = Buffer(), normed = Buffer(), rFinal = Buffer()
     private let cos = Buffer(), sin = Buffer()
-    private var sequences: [[Int32]] = []
-    private var starts: [Int] = []        // first row of each sequence
-    private var probsStarts: [Int] = []   // offset of each sequence's attention weights
+    /// Rows that attend to each other: `rows` rows from `start`; rows `prefix..<rows` belong to members.
+    struct Unit {
+        var start: Int, rows: Int, probsStart: Int
+        var prefix: Int                   // shared rows at the front (0: a lone sequence)
+    }
+    private var units: [Unit] = []
+    private var rowTokens: [Int32] = []   // the token each row embeds
+    /// For each row, the first row (within its unit) of its own segment: 0 in a lone sequence and in a
+    /// prefix, the member's first row otherwise. A row attends to rows 0..<min(prefix, i+1) and segment…i.
     private var targets: [(row: Int, token: Int32)] = []  // the row whose logits predict the token
     private var logSumExps: [Float] = []
     private var entropyFlat: [Float] = []
@@ -95,37 +117,64 @@ public final class TrainingPass {
     /// The entropy of the next-token distribution at each scored token, from the last `forward(…, entropy: true)`.
     public private(set) var entropies: [[Float]] = []
 
+    private var segmentStarts: [Int] = []
+
     /// Log-probs of the tokens at `scored[s]` (indices ≥ 1 into `sequences[s]`), each given the tokens before it.
     /// With `entropy`, also the entropy of each of those next-token distributions (`entropies`), which the
-    /// backward pass can then differentiate. The decoder's adapters take part when it has them enabled.
-    public func forward(sequences: [[Int32]], scored: [Range<Int>], entropy: Bool = false) -> [[Float]] {
+    /// backward pass can then differentiate. `prefixGroups` (ascending, disjoint) run each group's shared
+    /// prefix once. The decoder's adapters take part when it has them enabled.
+    public func forward(sequences: [[Int32]], scored: [Range<Int>], prefixGroups: [PrefixGroup] = [],
+                        entropy: Bool = false) -> [[Float]] {
         precondition(sequences.count == scored.count)
         let c = config, w = decoder.weights
         adapters = decoder.adaptersEnabled ? decoder.adapters : nil
-        self.sequences = sequences
-        starts = []; probsStarts = []; targets = []
-        var row = 0, probsOffset = 0
-        for (s, sequence) in sequences.enumerated() {
-            precondition(scored[s].lowerBound >= 1 && scored[s].upperBound <= sequence.count)
-            starts.append(row); probsStarts.append(probsOffset)
-            for t in scored[s] { targets.append((row + t - 1, sequence[t])) }
-            row += sequence.count
-            probsOffset += c.heads * sequence.count * sequence.count
+        units = []; rowTokens = []; segmentStarts = []; targets = []
+        var positions: [Int] = []
+        var probsOffset = 0, s = 0, nextGroup = 0
+        while s < sequences.count {
+            // A unit: the next prefix group when it starts here, else the lone sequence s.
+            var members = s..<(s + 1), prefix = 0
+            if nextGroup < prefixGroups.count, prefixGroups[nextGroup].sequences.lowerBound == s {
+                members = prefixGroups[nextGroup].sequences
+                prefix = prefixGroups[nextGroup].length
+                nextGroup += 1
+                precondition(prefix >= 1 && members.upperBound <= sequences.count, "a prefix group within the batch")
+            }
+            let start = rowTokens.count
+            for t in 0..<prefix {
+                rowTokens.append(sequences[members.lowerBound][t]); positions.append(t); segmentStarts.append(0)
+            }
+            for m in members {
+                let sequence = sequences[m], first = rowTokens.count - start
+                precondition(scored[m].lowerBound >= max(1, prefix) && scored[m].upperBound <= sequence.count)
+                precondition(prefix == 0 || sequence.starts(with: sequences[members.lowerBound][0..<prefix]),
+                             "every sequence of a prefix group starts with its prefix")
+                for t in prefix..<sequence.count {
+                    rowTokens.append(sequence[t]); positions.append(t); segmentStarts.append(prefix == 0 ? 0 : first)
+                }
+                // Token t is predicted by the row of token t − 1: the prefix's own row, or this member's.
+                for t in scored[m] {
+                    let row = t - 1 < prefix ? start + t - 1 : start + first + (t - 1 - prefix)
+                    targets.append((row, sequence[t]))
+                }
+            }
+            let unitRows = rowTokens.count - start
+            units.append(Unit(start: start, rows: unitRows, probsStart: probsOffset, prefix: prefix))
+            probsOffset += c.heads * unitRows * unitRows
+            s = members.upperBound
         }
-        rows = row
+        precondition(nextGroup == prefixGroups.count, "prefix groups ascending and disjoint")
+        rows = rowTokens.count
         while layers.count < c.layers { layers.append(LayerActivations()) }
 
         // Embedding and RoPE tables (position = index within the sequence).
         let x = Buffer(zeros: rows * c.dim)
         let half = c.headDim / 2
         cos.resize(rows * half); sin.resize(rows * half)
-        for (s, sequence) in sequences.enumerated() {
-            for (t, token) in sequence.enumerated() {
-                let r = starts[s] + t
-                (x.p + r * c.dim).update(from: w.tokenEmbedding, offset: Int(token) * c.dim, count: c.dim)
-                Kernels.ropeAngles(position: t, headDim: c.headDim, theta: c.ropeTheta,
-                                   cos: cos.p + r * half, sin: sin.p + r * half)
-            }
+        for r in 0..<rows {
+            (x.p + r * c.dim).update(from: w.tokenEmbedding, offset: Int(rowTokens[r]) * c.dim, count: c.dim)
+            Kernels.ropeAngles(position: positions[r], headDim: c.headDim, theta: c.ropeTheta,
+                               cos: cos.p + r * half, sin: sin.p + r * half)
         }
 
         for l in 0..<c.layers {
@@ -251,28 +300,43 @@ public final class TrainingPass {
         }
     }
 
-    /// Per sequence and head, as in `Decoder.attendByProducts`: P = softmax(Q·Kᵀ/√d) with the causal mask
-    /// (kept for the backward pass), then out = P·V.
+    /// Per unit and head, as in `Decoder.attendByProducts`: P = softmax(Q·Kᵀ/√d) over the rows each row may
+    /// see (kept for the backward pass, zero elsewhere), then out = P·V.
     private func attentionForward(_ a: LayerActivations) {
         let c = config, group = c.heads / c.kvHeads, hd = c.headDim
         let scale = 1 / Float(hd).squareRoot()
-        for (s, sequence) in sequences.enumerated() {
-            let T = sequence.count, base = starts[s]
+        for unit in units {
+            let T = unit.rows, base = unit.start
             for h in 0..<c.heads {
                 let kv = (h / group) * hd
-                let P = a.probs.p + probsStarts[s] + h * T * T
+                let P = a.probs.p + unit.probsStart + h * T * T
                 BLAS.sgemm(transA: false, transB: true, m: T, n: T, k: hd, alpha: scale, a: a.q.p + base * c.qDim + h * hd,
                            lda: c.qDim, b: a.k.p + base * c.kvDim + kv, ldb: c.kvDim, c: P, ldc: T)
                 Parallel.rows(T, minimumPerThread: 32) { range in
-                    for i in range {
-                        Kernels.softmax(P + i * T, i + 1)
-                        (P + i * T + i + 1).update(repeating: 0, count: T - i - 1)
-                    }
+                    for i in range { self.maskedSoftmax(P + i * T, row: i, width: T, prefix: unit.prefix,
+                                                        segment: self.segmentStarts[base + i]) }
                 }
                 BLAS.sgemm(transA: false, transB: false, m: T, n: hd, k: T, a: P, lda: T, b: a.v.p + base * c.kvDim + kv,
                            ldb: c.kvDim, c: a.att.p + base * c.qDim + h * hd, ldc: c.qDim)
             }
         }
+    }
+
+    /// Softmax of one row of scores over what row i sees — columns 0..<min(prefix, i+1) and segment...i —
+    /// with every other column zero. The visible columns are moved together, so that the one softmax kernel
+    /// serves, and moved back.
+    private func maskedSoftmax(_ p: UnsafeMutablePointer<Float>, row i: Int, width T: Int, prefix: Int, segment: Int) {
+        let gap = segment > prefix ? segment - prefix : 0   // other members' columns before this row's own
+        if gap == 0 {
+            Kernels.softmax(p, i + 1)
+        } else {
+            let own = i - segment + 1
+            memmove(p + prefix, p + segment, own * MemoryLayout<Float>.size)
+            Kernels.softmax(p, prefix + own)
+            memmove(p + segment, p + prefix, own * MemoryLayout<Float>.size)
+            (p + prefix).update(repeating: 0, count: gap)
+        }
+        (p + i + 1).update(repeating: 0, count: T - i - 1)
     }
 
     /// Adds to `gradients` the gradient of the loss whose derivatives with respect to the log-probs that
@@ -392,11 +456,9 @@ public final class TrainingPass {
         }
         // Embedding: each row's gradient goes to its token's row.
         guard let g else { return }
-        for (s, sequence) in sequences.enumerated() {
-            for (t, token) in sequence.enumerated() {
-                g.tokenEmbedding.withUnsafeMutableBufferPointer { e in
-                    Kernels.axpy(1, dx.p + (starts[s] + t) * c.dim, e.baseAddress! + Int(token) * c.dim, c.dim)
-                }
+        g.tokenEmbedding.withUnsafeMutableBufferPointer { e in
+            for (r, token) in rowTokens.enumerated() {
+                Kernels.axpy(1, dx.p + r * c.dim, e.baseAddress! + Int(token) * c.dim, c.dim)
             }
         }
     }
@@ -463,21 +525,22 @@ public final class TrainingPass {
         }
     }
 
-    /// Per sequence and head, with P the saved weights, as matrix products: dP = dOut · Vᵀ, dV += Pᵀ · dOut,
-    /// dS = P ⊙ (dP − rowsum(P ⊙ dP)) / √d, dQ = dS · K, dK += dSᵀ · Q.
+    /// Per unit and head, with P the saved weights, as matrix products: dP = dOut · Vᵀ, dV += Pᵀ · dOut,
+    /// dS = P ⊙ (dP − rowsum(P ⊙ dP)) / √d, dQ = dS · K, dK += dSᵀ · Q. P is zero where a row sees nothing,
+    /// so dS is too, and the masks need no second look.
     private func attentionBackward(_ a: LayerActivations, dAtt: UnsafePointer<Float>, dq: UnsafeMutablePointer<Float>,
                                    dk: UnsafeMutablePointer<Float>, dv: UnsafeMutablePointer<Float>) {
         let c = config, group = c.heads / c.kvHeads, hd = c.headDim
         let scale = 1 / Float(hd).squareRoot()
         dk.update(repeating: 0, count: rows * c.kvDim)
         dv.update(repeating: 0, count: rows * c.kvDim)
-        for (s, sequence) in sequences.enumerated() {
-            let T = sequence.count, base = starts[s]
+        for unit in units {
+            let T = unit.rows, base = unit.start
             scratch.dScores.resize(T * T)
             let dS = scratch.dScores.p
             for h in 0..<c.heads {
                 let kv = (h / group) * hd
-                let P = a.probs.p + probsStarts[s] + h * T * T
+                let P = a.probs.p + unit.probsStart + h * T * T
                 let dOut = dAtt + base * c.qDim + h * hd, query = a.q.p + base * c.qDim + h * hd
                 let key = a.k.p + base * c.kvDim + kv, value = a.v.p + base * c.kvDim + kv
                 BLAS.sgemm(transA: false, transB: true, m: T, n: T, k: hd, a: dOut, lda: c.qDim, b: value, ldb: c.kvDim,
