@@ -13,6 +13,9 @@ swift test -c release -Xswiftc -enable-testing --skip-build --disable-swift-test
 echo "== Swift engine tests on the portable kernels (the path of CPUs without AVX-512)"
 RECR1_KERNELS=portable swift test -c release -Xswiftc -enable-testing --skip-build --disable-swift-testing \
     --filter "KernelTests|QuantizedTests|DecoderTests|TrainingPassTests|GradientParityTests|LoRATests|ParityTests|OptimizerTests"
+echo "== Swift engine tests on the AVX2 kernels (the path of CPUs with AVX2 but not AVX-512)"
+RECR1_KERNELS=avx2 swift test -c release -Xswiftc -enable-testing --skip-build --disable-swift-testing \
+    --filter "QuantizedTests|DecoderTests|ParityTests"
 echo "== Python tests"
 RECR1D="$(swift build -c release -Xswiftc -enable-testing --show-bin-path)/recr1d" \
     "$PYTHON" -m pytest -q clients/python/tests

@@ -2,6 +2,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -186,9 +187,112 @@ AVX512 static void quantized_rows_avx512(int type, int m, int n0, int n1, int k,
 }
 #endif
 
+#if defined(__x86_64__)
+// AVX2 + FMA (CPUs without AVX-512, e.g. AMD Zen 2/3): the same scheme with 8-wide vectors. A block's 32
+// weights become four ymm vectors, decoded once per output and used for up to 8 x rows.
+#define AVX2 __attribute__((target("avx2,fma,f16c")))
+
+AVX2 static inline void decode_block8(int type, const uint8_t *block, __m256 v[4]) {
+    const __m256 d = _mm256_set1_ps(_cvtsh_ss(*(const uint16_t *)block));
+    if (type == RECR1_Q8_0) {
+        for (int i = 0; i < 4; i++) {
+            __m128i q = _mm_loadl_epi64((const __m128i *)(block + 2 + 8 * i));
+            v[i] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q)));
+        }
+        return;
+    }
+    const int offset = type == RECR1_Q4_1 ? 4 : 2;
+    const __m256i mask = _mm256_set1_epi32(15);
+    // Weights 0..15 are the low nibbles of bytes 0..15, weights 16..31 their high nibbles.
+    __m256i q0 = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(block + offset)));
+    __m256i q1 = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(block + offset + 8)));
+    __m256 f[4] = {_mm256_cvtepi32_ps(_mm256_and_si256(q0, mask)), _mm256_cvtepi32_ps(_mm256_and_si256(q1, mask)),
+                   _mm256_cvtepi32_ps(_mm256_srli_epi32(q0, 4)), _mm256_cvtepi32_ps(_mm256_srli_epi32(q1, 4))};
+    if (type == RECR1_Q4_1) {
+        const __m256 minimum = _mm256_set1_ps(_cvtsh_ss(*(const uint16_t *)(block + 2)));
+        for (int i = 0; i < 4; i++) v[i] = _mm256_fmadd_ps(d, f[i], minimum);
+    } else {
+        const __m256 eight = _mm256_set1_ps(8);
+        for (int i = 0; i < 4; i++) v[i] = _mm256_mul_ps(d, _mm256_sub_ps(f[i], eight));
+    }
+}
+
+AVX2 static inline float sum8(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+// R rows of x against O outputs at a time (both constants after inlining, so the R·O accumulators stay
+// in registers): each output's block is decoded once and serves every row.
+AVX2 static inline __attribute__((always_inline)) void quantized_block_rows8(
+    const int R, const int O, int type, int n0, int n1, int k, const float *xs, const uint8_t *w, float *out, int ldo,
+    float beta) {
+    const int blocks = k / 32, bytes = recr1_block_bytes(type);
+    const size_t stride = (size_t)blocks * bytes;
+    int n = n0;
+    for (; n + O <= n1; n += O) {
+        __m256 acc[4][8];
+        for (int o = 0; o < O; o++)
+            for (int r = 0; r < R; r++) acc[o][r] = _mm256_setzero_ps();
+        for (int b = 0; b < blocks; b++) {
+            for (int o = 0; o < O; o++) {
+                __m256 v[4];
+                decode_block8(type, w + (size_t)(n + o) * stride + (size_t)b * bytes, v);
+                for (int r = 0; r < R; r++) {
+                    const float *xb = xs + (size_t)r * k + b * 32;
+                    __m256 a = _mm256_fmadd_ps(_mm256_loadu_ps(xb), v[0], acc[o][r]);
+                    a = _mm256_fmadd_ps(_mm256_loadu_ps(xb + 8), v[1], a);
+                    a = _mm256_fmadd_ps(_mm256_loadu_ps(xb + 16), v[2], a);
+                    acc[o][r] = _mm256_fmadd_ps(_mm256_loadu_ps(xb + 24), v[3], a);
+                }
+            }
+        }
+        for (int o = 0; o < O; o++) {
+            for (int r = 0; r < R; r++) {
+                float *dst = out + (size_t)r * ldo + n + o;
+                float sum = sum8(acc[o][r]);
+                *dst = beta == 0 ? sum : beta * *dst + sum;
+            }
+        }
+    }
+    if (n < n1) quantized_rows_portable(type, R, n, n1, k, xs, w, out, ldo, beta);
+}
+
+AVX2 static void quantized_rows_avx2(int type, int m, int n0, int n1, int k, const float *x, const uint8_t *w,
+                                     float *out, int ldo, float beta) {
+    for (int r0 = 0; r0 < m; r0 += 4) {
+        const float *xs = x + (size_t)r0 * k;
+        float *o = out + (size_t)r0 * ldo;
+        switch (m - r0 < 4 ? m - r0 : 4) {
+        case 4: quantized_block_rows8(4, 2, type, n0, n1, k, xs, w, o, ldo, beta); break;
+        case 3: quantized_block_rows8(3, 2, type, n0, n1, k, xs, w, o, ldo, beta); break;
+        case 2: quantized_block_rows8(2, 4, type, n0, n1, k, xs, w, o, ldo, beta); break;
+        default: quantized_block_rows8(1, 4, type, n0, n1, k, xs, w, o, ldo, beta); break;
+        }
+    }
+}
+
+int recr1_kernels_avx2(void) {
+    static int cached = -1;
+    if (cached < 0) {
+        const char *choice = getenv("RECR1_KERNELS");
+        int portable = choice && strcmp(choice, "portable") == 0;
+        cached = !portable && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                 __builtin_cpu_supports("f16c");
+    }
+    return cached;
+}
+#endif
+
 void recr1_quantized_rows(int type, int m, int n0, int n1, int k, const float *x, const uint8_t *w, float *out,
                           int ldo, float beta) {
 #if defined(__x86_64__)
+    if (!recr1_kernels_avx512() && recr1_kernels_avx2()) {
+        quantized_rows_avx2(type, m, n0, n1, k, x, w, out, ldo, beta);
+        return;
+    }
     if (recr1_kernels_avx512()) {
         if (m == 1)
             quantized_row1_avx512(type, n0, n1, k, x, w, out, beta);

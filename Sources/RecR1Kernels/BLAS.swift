@@ -100,7 +100,16 @@ public enum MatMul {
     public static var fastestBackend: Backend {
         let cpu = CPUFeatures.current
         let bf16Pays = cpu.amxBF16 || (cpu.avx512bf16 && cpu.vendor == "AuthenticAMD")
-        return bf16Pays && dnnlAvailable == nil ? .onednnBF16 : .openblas
+        return bf16Pays && bf16Available == nil ? .onednnBF16 : .openblas
+    }
+
+    /// nil when oneDNN's bf16 products run on this CPU, else why not: oneDNN 2.6 has bf16 kernels for
+    /// AVX-512 (avx512_core: F, BW, VL, DQ) and AMX only, and fails every bf16 product elsewhere (AVX2).
+    public static var bf16Available: String? {
+        if let problem = dnnlAvailable { return problem }
+        let cpu = CPUFeatures.current
+        return cpu.avx512f && cpu.avx512bw && cpu.avx512vl && cpu.avx512dq
+            ? nil : "oneDNN's bf16 products need AVX-512 (avx512_core); this CPU has \(cpu)"
     }
 
     /// nil when oneDNN runs here, else why not.

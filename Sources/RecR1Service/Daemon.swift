@@ -37,6 +37,9 @@ public final class Daemon {
             if backend != .openblas, let problem = MatMul.dnnlAvailable {
                 throw ConfigError(key: "matmul_backend", "\(backend.rawValue) needs oneDNN: \(problem)")
             }
+            if backend == .onednnBF16, let problem = MatMul.bf16Available {
+                throw ConfigError(key: "matmul_backend", "onednn-bf16 does not run here: \(problem)")
+            }
             MatMul.use(backend)
         }
         logger.info("OpenBLAS core \(BLAS.core), \(BLAS.threads) threads; large products on \(MatMul.backend.rawValue); CPU: \(CPUFeatures.current)")

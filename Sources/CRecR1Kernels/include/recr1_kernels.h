@@ -9,6 +9,8 @@ extern "C" {
 // 1 when the kernels below take their AVX-512 paths: the CPU has AVX-512 (F, BW, F16C) and RECR1_KERNELS is
 // not "portable".
 int recr1_kernels_avx512(void);
+// AVX2 + FMA + F16C (the quantised few-row products), unless RECR1_KERNELS=portable.
+int recr1_kernels_avx2(void);
 
 // Runs task(context, part) for part in 0..<parts on up to `threads` threads (the caller and a pool of
 // threads - 1 workers, made by the first call, that spin briefly between loops before they sleep) and
