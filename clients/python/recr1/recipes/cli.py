@@ -89,6 +89,9 @@ def add_commands(commands):
                       help="do not stop generating at the answer's closing tag (</answer>, </rate>)")
     loop.add_argument("--seed", type=int, default=1, help="seeds the daemon, the sampling and the order (default 1)")
     loop.add_argument("--reward", help="address of a reward plugin to score with instead of the built-in reward")
+    loop.add_argument("--from-checkpoint", metavar="PATH",
+                      help="start the RL steps from this checkpoint (e.g. another run's checkpoints/cold-start) "
+                           "instead of a cold start; it is the cold start the evaluation compares with")
     _daemon_options(run)
     run.add_argument("--lr-schedule", choices=("constant", "linear", "cosine"), default="constant")
     run.add_argument("--warmup-steps", type=int, default=0)
@@ -227,6 +230,12 @@ def run_options(args):
         raise UsageError(f"--esci: only rec-r1-search reads an ESCI file, not {recipe.name}")
     if args.dataset not in movielens.DATASETS:
         raise UsageError(f"--dataset: one of {', '.join(sorted(movielens.DATASETS))}, got '{args.dataset}'")
+    if args.from_checkpoint:
+        if not os.path.isdir(args.from_checkpoint):
+            raise UsageError(f"--from-checkpoint: no such folder {args.from_checkpoint}")
+        if options["cold_start_steps"] and "cold_start_steps" in vars(args) and args.cold_start_steps:
+            raise UsageError("--from-checkpoint: starts from a checkpoint, so no --cold-start-steps")
+        options["cold_start_steps"] = 0
     if args.address and args.set:
         raise UsageError("--set: settings go to a recr1d this command starts; with --address the daemon has its own")
     options.update({
@@ -234,6 +243,7 @@ def run_options(args):
         "movielens_path": args.movielens_path, "fractions": _fractions(args.fractions),
         "stop_strings": [] if args.no_stop else list(STOP_STRINGS[recipe.task]),
         "train_users": args.train_users, "split_seed": args.split_seed, "seed": args.seed, "reward": args.reward,
+        "from_checkpoint": os.path.abspath(args.from_checkpoint) if args.from_checkpoint else None,
         "address": args.address, "recr1d": args.recr1d, "model": args.model, "blas_threads": args.blas_threads,
         "set": _settings(args),
         "timeout": args.timeout, "lr_schedule": args.lr_schedule, "warmup_steps": args.warmup_steps,

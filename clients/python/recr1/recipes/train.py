@@ -293,6 +293,10 @@ def run(recipe, options, stream=None):
     checkpoints = out / "checkpoints"
     step = 0
     try:
+        if options.get("from_checkpoint"):
+            loaded = client.load_checkpoint(options["from_checkpoint"])   # steps count on from 0 in this run
+            summary["cold_start"] = {"checkpoint": options["from_checkpoint"], "loaded": True}
+            note(f"starting from {options['from_checkpoint']} (step {loaded.step}, policy version {loaded.policy_version})")
         if options["cold_start_steps"]:
             pool = Sampler(train, options["seed"] + 1).take(min(options["cold_start_prompts"], len(train)))
             samples, counts = coldstart.build(
@@ -319,10 +323,10 @@ def run(recipe, options, stream=None):
             validation = Validation(recipe, data_dir, options, note)
             summary["validation"] = validation.points
             validation(client, step)   # where the RL starts from: the base model, or the cold start's policy
-            if options["cold_start_steps"]:
+            if options["cold_start_steps"] and not options.get("from_checkpoint"):
                 client.save_checkpoint(str(checkpoints / "cold-start"))
                 summary["cold_start"]["checkpoint"] = str(checkpoints / "cold-start")
-        elif options["cold_start_steps"]:
+        elif options["cold_start_steps"] and not options.get("from_checkpoint"):
             saved = client.save_checkpoint(str(checkpoints / "cold-start"))
             summary["cold_start"]["checkpoint"] = saved.path
         sampler = Sampler(train, options["seed"])
