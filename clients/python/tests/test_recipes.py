@@ -220,6 +220,14 @@ def test_recone_starts_recr1d_cold_starts_trains_and_evaluates(tmp_path, capsys,
     outputs = list(read_jsonl(out / "eval" / "outputs-6-trained.jsonl"))
     assert len(outputs) == 3 and all("completion" in row and "truth" in row for row in outputs)
 
+    # A second evaluation reuses the first one's completions (same systems, same records) and agrees with it.
+    code, _, err = run_cli(["eval", "--run", str(out), "--users", "3", "--reuse", str(out / "eval"), "--out",
+                            str(out / "eval2"), *blas_args()], capsys)
+    assert code == 0, err
+    assert err.count("the completions of") == 3   # base, cold start, trained
+    again = json.loads((out / "eval2" / "eval.json").read_text())
+    assert [s["metrics"] for s in again["systems"]] == [s["metrics"] for s in result["systems"]]
+
     # The general-ability probe: base model, cold start and final checkpoint, each against the base.
     code, table, err = run_cli(["probe", "--run", str(out), "--max-new-tokens", "3", *blas_args()], capsys)
     assert code == 0, err

@@ -116,6 +116,8 @@ def add_commands(commands):
     ev.add_argument("--cold-start", help="the cold start's policy (SFT only), a checkpoint folder compared too "
                                          "(default: the run's checkpoints/cold-start, when it has one)")
     ev.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples of the intervals (default 2000)")
+    ev.add_argument("--reuse", metavar="DIR", help="an earlier eval's --out folder: systems it evaluated on the same "
+                                                   "records take its completions instead of generating again")
     ev.add_argument("--max-new-tokens", type=int, help="most new tokens per answer (default: the run's, else 96)")
     ev.add_argument("--no-stop", action="store_true", default=None,
                     help="do not stop at the answer's closing tag (default: as the run did; else stop)")
@@ -252,16 +254,36 @@ def run_options(args):
     return recipe, options
 
 
+def _read_run(folder):
+    """The run.json of a `recr1 run` folder (None without --run)."""
+    if not folder:
+        return None
+    path = os.path.join(folder, "run.json")
+    if not os.path.isfile(path):
+        raise UsageError(f"--run: {folder} has no run.json (a folder written by `recr1 run`)")
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def _checkpoint_daemon_settings(trained_with, args):
+    """The settings of a recr1d that loads a run's checkpoints: the run's model and adapter settings, then
+    the command's own --model, --blas-threads and --set."""
+    settings = {key: trained_with[key] for key in ("model", "training_mode", "lora_rank", "lora_alpha")
+                if trained_with.get(key) is not None}
+    kept = ("model", "training_mode", "lora_rank", "lora_alpha", "lora_targets", "micro_batch_tokens")
+    settings.update({k: v for k, v in (trained_with.get("set") or {}).items() if k in kept})
+    if args.model:
+        settings["model"] = args.model
+    if args.blas_threads is not None:
+        settings["blas_threads"] = args.blas_threads
+    settings.update(_settings(args))
+    return settings
+
+
 def eval_options(args):
     """The resolved options of `recr1 eval`, checked."""
     _check_daemon_args(args)
-    run = None
-    if args.run:
-        path = os.path.join(args.run, "run.json")
-        if not os.path.isfile(path):
-            raise UsageError(f"--run: {args.run} has no run.json (a folder written by `recr1 run`)")
-        with open(path, encoding="utf-8") as f:
-            run = json.load(f)
+    run = _read_run(args.run)
     data = args.data or (run or {}).get("data")
     if not data:
         raise UsageError("--data: give the prompt folder (--data DIR) or a run (--run DIR)")
@@ -300,16 +322,7 @@ def eval_options(args):
     max_new_tokens = args.max_new_tokens if args.max_new_tokens is not None else trained_with.get("max_new_tokens", 96)
     if max_new_tokens < 1:
         raise UsageError(f"--max-new-tokens: at least 1, got {max_new_tokens}")
-    # The daemon that loads the run's checkpoint needs the run's model and adapter settings.
-    settings = {key: trained_with[key] for key in ("model", "training_mode", "lora_rank", "lora_alpha")
-                if trained_with.get(key) is not None}
-    kept = ("model", "training_mode", "lora_rank", "lora_alpha", "lora_targets", "micro_batch_tokens")
-    settings.update({k: v for k, v in (trained_with.get("set") or {}).items() if k in kept})
-    if args.model:
-        settings["model"] = args.model
-    if args.blas_threads is not None:
-        settings["blas_threads"] = args.blas_threads
-    settings.update(_settings(args))
+    settings = _checkpoint_daemon_settings(trained_with, args)
     if args.no_stop:
         stop_strings = []
     elif "stop_strings" in trained_with:
@@ -324,25 +337,21 @@ def eval_options(args):
             cold_start = None
     if cold_start and not os.path.isdir(cold_start):
         raise UsageError(f"--cold-start: no such folder {cold_start}")
+    if args.reuse and not os.path.isfile(os.path.join(args.reuse, "eval.json")):
+        raise UsageError(f"--reuse: {args.reuse} has no eval.json (a folder written by `recr1 eval`)")
     if args.resamples < 100:
         raise UsageError(f"--resamples: at least 100, got {args.resamples}")
     return {"run": args.run, "data": data, "task": task, "checkpoint": checkpoint, "exported": args.exported,
             "systems": systems, "users": args.users, "max_new_tokens": max_new_tokens, "stop_strings": stop_strings,
             "batch": args.batch, "out": out, "title": args.title, "address": args.address, "recr1d": args.recr1d,
-            "cold_start": cold_start, "resamples": args.resamples,
+            "cold_start": cold_start, "resamples": args.resamples, "reuse": args.reuse,
             "daemon_settings": settings, "timeout": args.timeout}
 
 
 def probe_options(args):
     """The resolved options of `recr1 probe`, checked."""
     _check_daemon_args(args)
-    run = None
-    if args.run:
-        path = os.path.join(args.run, "run.json")
-        if not os.path.isfile(path):
-            raise UsageError(f"--run: {args.run} has no run.json (a folder written by `recr1 run`)")
-        with open(path, encoding="utf-8") as f:
-            run = json.load(f)
+    run = _read_run(args.run)
     checkpoints = []
     if run is not None:
         cold = (run.get("cold_start") or {}).get("checkpoint")
@@ -361,14 +370,7 @@ def probe_options(args):
         raise UsageError("--max-new-tokens, --batch: at least 1")
     if args.resamples < 100:
         raise UsageError(f"--resamples: at least 100, got {args.resamples}")
-    trained_with = (run or {}).get("options", {})
-    settings = {key: trained_with[key] for key in ("model", "training_mode", "lora_rank", "lora_alpha")
-                if trained_with.get(key) is not None}
-    if args.model:
-        settings["model"] = args.model
-    if args.blas_threads is not None:
-        settings["blas_threads"] = args.blas_threads
-    settings.update(_settings(args))
+    settings = _checkpoint_daemon_settings((run or {}).get("options", {}), args)
     out = args.out or (os.path.join(args.run, "probe") if args.run else "probe")
     return {"checkpoints": checkpoints, "max_new_tokens": args.max_new_tokens, "batch": args.batch,
             "resamples": args.resamples, "out": out, "address": args.address, "recr1d": args.recr1d,

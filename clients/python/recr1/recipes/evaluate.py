@@ -20,7 +20,7 @@ import sys
 import time
 
 from recr1.client import PolicyClient
-from recr1.data.jsonl import write_jsonl
+from recr1.data.jsonl import read_jsonl, write_jsonl
 from recr1.recipes import plots, stats, tasks
 from recr1.recipes.daemon import LocalDaemon
 from recr1.recipes.progress import duration
@@ -42,6 +42,27 @@ def greedy_texts(client, records, max_new_tokens, stop_strings, batch, label=Non
             note(f"eval {label}: {done}/{len(records)} prompts, {duration(elapsed)}, "
                  f"ETA {duration(elapsed / done * (len(records) - done))}")
     return texts, time.monotonic() - started
+
+
+def _reused_texts(folder, name, kind, records, note):
+    """The completions an earlier `recr1 eval` (its --out folder) wrote for the same system (name and kind)
+    on the same records, or None: greedy decoding gives them again, so they need not be generated twice."""
+    if not folder:
+        return None
+    path = os.path.join(folder, "eval.json")
+    if not os.path.isfile(path):
+        raise ValueError(f"--reuse: {folder} has no eval.json (a folder written by `recr1 eval`)")
+    with open(path, encoding="utf-8") as f:
+        previous = json.load(f)
+    for index, system in enumerate(previous.get("systems", [])):
+        if system.get("name") == name and system.get("kind") == kind:
+            rows = list(read_jsonl(os.path.join(folder, f"outputs-{index + 1}-{kind}.jsonl")))
+            if [row["id"] for row in rows] != [r["id"] for r in records]:
+                note(f"--reuse: {name} in {folder} was evaluated on other records; generating again")
+                return None
+            note(f"{name}: the completions of {folder} (same records, greedy)")
+            return [row["completion"] for row in rows]
+    return None
 
 
 def judge_texts(judge, records, texts):
@@ -155,8 +176,11 @@ def evaluate(options, stream=None):
                     connect()
                 loaded = client.load_checkpoint(options["checkpoint"])
                 name = f"trained (step {loaded.step}, policy v{loaded.policy_version})"
-            texts, seconds = greedy_texts(client, records, options["max_new_tokens"], options["stop_strings"],
-                                          options["batch"], kind, note)
+            texts = _reused_texts(options.get("reuse"), name, kind, records, note)
+            seconds = 0.0
+            if texts is None:
+                texts, seconds = greedy_texts(client, records, options["max_new_tokens"], options["stop_strings"],
+                                              options["batch"], kind, note)
             rows = judge_texts(judge, records, texts)
             systems.append({"name": name, "kind": kind, "metrics": tasks.summarise(task, rows), "seconds": seconds,
                             "rows": rows})
