@@ -329,6 +329,7 @@ def eval_options(args):
         stop_strings = list(trained_with["stop_strings"])
     else:
         stop_strings = list(STOP_STRINGS[task])
+    checkpoint = os.path.abspath(checkpoint) if checkpoint else checkpoint   # recr1d resolves relative paths in its state dir
     out = args.out or (os.path.join(args.run, "eval") if args.run else "eval")
     cold_start = args.cold_start
     if cold_start is None and run is not None and "trained" in systems and not args.exported:
@@ -337,6 +338,7 @@ def eval_options(args):
             cold_start = None
     if cold_start and not os.path.isdir(cold_start):
         raise UsageError(f"--cold-start: no such folder {cold_start}")
+    cold_start = os.path.abspath(cold_start) if cold_start else cold_start
     if args.reuse and not os.path.isfile(os.path.join(args.reuse, "eval.json")):
         raise UsageError(f"--reuse: {args.reuse} has no eval.json (a folder written by `recr1 eval`)")
     if args.resamples < 100:
@@ -365,7 +367,7 @@ def probe_options(args):
             raise UsageError(f"--checkpoint: NAME=PATH, got '{text}'")
         if not os.path.isdir(path):
             raise UsageError(f"--checkpoint: no such folder {path}")
-        checkpoints.append((name, path))
+        checkpoints.append((name, os.path.abspath(path)))   # recr1d resolves a relative path in its state dir
     if args.max_new_tokens < 1 or args.batch < 1:
         raise UsageError("--max-new-tokens, --batch: at least 1")
     if args.resamples < 100:
