@@ -156,7 +156,7 @@ def test_recone_starts_recr1d_cold_starts_trains_and_evaluates(tmp_path, capsys,
     summary, records = check_run_folder(out, "recone", 2, ["sft", "grpo"])
 
     # Progress: one line per step with the reward, loss, KL, seconds and ETA.
-    lines = [line for line in err.splitlines() if " step " in line]
+    lines = [line for line in err.splitlines() if " step " in line and "validation" not in line]
     assert len(lines) == 2 and lines[0].startswith("[recone] sft step 1/2") and "ETA" in lines[0]
     assert "reward" in lines[1] and "loss" in lines[1] and "kl" in lines[1] and " s  ETA" in lines[1]
 
