@@ -101,6 +101,7 @@ public final class TrainingPass {
     private var rowTokens: [Int32] = []   // the token each row embeds
     /// For each row, the first row (within its unit) of its own segment: 0 in a lone sequence and in a
     /// prefix, the member's first row otherwise. A row attends to rows 0..<min(prefix, i+1) and segment…i.
+    private var segmentStarts: [Int] = []
     private var targets: [(row: Int, token: Int32)] = []  // the row whose logits predict the token
     private var logSumExps: [Float] = []
     private var entropyFlat: [Float] = []
@@ -116,8 +117,6 @@ public final class TrainingPass {
 
     /// The entropy of the next-token distribution at each scored token, from the last `forward(…, entropy: true)`.
     public private(set) var entropies: [[Float]] = []
-
-    private var segmentStarts: [Int] = []
 
     /// Log-probs of the tokens at `scored[s]` (indices ≥ 1 into `sequences[s]`), each given the tokens before it.
     /// With `entropy`, also the entropy of each of those next-token distributions (`entropies`), which the

@@ -318,17 +318,13 @@ def run(recipe, options, stream=None):
                 record.update({"step": step, "phase_step": step, "seconds": time.monotonic() - t0})
                 _checkpoint(client, record, checkpoints, step, options)
                 progress.step(record)
+        if options["cold_start_steps"]:   # the policy the RL starts from, for the evaluation to compare with
+            summary["cold_start"]["checkpoint"] = client.save_checkpoint(str(checkpoints / "cold-start")).path
         validation = None
         if options.get("eval_every"):
             validation = Validation(recipe, data_dir, options, note)
             summary["validation"] = validation.points
             validation(client, step)   # where the RL starts from: the base model, or the cold start's policy
-            if options["cold_start_steps"] and not options.get("from_checkpoint"):
-                client.save_checkpoint(str(checkpoints / "cold-start"))
-                summary["cold_start"]["checkpoint"] = str(checkpoints / "cold-start")
-        elif options["cold_start_steps"] and not options.get("from_checkpoint"):
-            saved = client.save_checkpoint(str(checkpoints / "cold-start"))
-            summary["cold_start"]["checkpoint"] = saved.path
         sampler = Sampler(train, options["seed"])
         one_step = dpo_step if recipe.algorithm == "dpo" else grpo_step
         for phase_step in range(1, options["steps"] + 1):
