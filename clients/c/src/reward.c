@@ -728,6 +728,9 @@ int recr1_serve_reward(const char *address, recr1_reward_fn fn, void *user_data,
     atomic_store(&signalled_server, server);
     sigaction(SIGTERM, &action, &old_term);
     sigaction(SIGINT, &action, &old_int);
+    // The one-call plugin is a program: it says where it listens, as recr1's Python plugins do.
+    fprintf(stderr, "recr1 reward plugin: listening on %s\n", address);
+    fflush(stderr);
 
     recr1_reward_server_wait(server);
 

@@ -5,12 +5,14 @@ from recr1.client import PolicyClient
 from recr1.errors import (Code, DeadlineExceeded, FailedPrecondition, Internal, InvalidArgument, NotFound,
                           RecR1Error, ResourceExhausted, Unauthenticated, Unavailable, Unimplemented)
 from recr1.reward import RewardItem, serve_reward
+from recr1.rewards.remote import RewardClient
 from recr1.transport import default_address
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "PolicyClient", "grpo_batch", "dpo_batch", "sft_batch", "serve_reward", "RewardItem", "default_address", "Code", "RecR1Error", "InvalidArgument",
+    "PolicyClient", "grpo_batch", "dpo_batch", "sft_batch", "serve_reward", "RewardItem", "RewardClient",
+    "default_address", "Code", "RecR1Error", "InvalidArgument",
     "DeadlineExceeded", "NotFound", "ResourceExhausted", "FailedPrecondition", "Unauthenticated",
     "Unimplemented", "Internal", "Unavailable",
 ]

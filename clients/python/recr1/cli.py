@@ -6,6 +6,7 @@ import sys
 
 from google.protobuf import json_format
 
+from recr1 import extras
 from recr1.client import PolicyClient
 from recr1.data import cli as data_cli
 from recr1.errors import RecR1Error
@@ -58,6 +59,9 @@ def main(argv=None):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command == "data":
         return data_cli.run(args)
+    if args.command in ("run", "eval", "probe") and extras.missing():
+        print(f"recr1 {args.command}: needs {', '.join(extras.missing())}: {extras.INSTALL}", file=sys.stderr)
+        return 2
     if args.command == "run":
         return recipes_cli.run_command(args)
     if args.command == "eval":

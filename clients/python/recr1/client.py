@@ -13,6 +13,18 @@ def _token_from(token, token_file):
     return token
 
 
+def as_list(value, argument, element):
+    """value as a list, refusing a bare str (or bytes) where a list of them is meant: list("Hello") would
+    make five one-letter prompts. The error names the argument."""
+    if isinstance(value, (str, bytes)):
+        raise TypeError(f"{argument}: a list of {element}s, not a single {type(value).__name__} "
+                        f"(write [{value!r}] for one)")
+    try:
+        return list(value)
+    except TypeError:
+        raise TypeError(f"{argument}: a list of {element}s, not {type(value).__name__}") from None
+
+
 def to_prompt(prompt):
     """str -> text; list of {"role", "content"} -> chat; list of ints -> token ids; Prompt -> itself."""
     if isinstance(prompt, common_pb2.Prompt):
@@ -86,12 +98,18 @@ class PolicyClient:
 
     def detokenize(self, sequences, *, skip_special_tokens=False):
         """A list of texts, one per token-id list."""
+        sequences = as_list(sequences, "detokenize(sequences=)", "token-id list")
+        for index, ids in enumerate(sequences):
+            if isinstance(ids, int) or isinstance(ids, (str, bytes)):
+                raise TypeError(f"detokenize(sequences=)[{index}]: a list of token ids, not {type(ids).__name__} "
+                                "(write [[1, 2, 3]] for one sequence)")
         request = policy_pb2.DetokenizeRequest(
             sequences=[common_pb2.TokenIds(ids=list(s)) for s in sequences],
             skip_special_tokens=skip_special_tokens)
         return list(self.call("Detokenize", request, policy_pb2.DetokenizeReply).texts)
 
     def apply_chat_template(self, conversations, *, add_generation_prompt=True, default_system=True):
+        conversations = as_list(conversations, "apply_chat_template(conversations=)", "conversation")
         request = policy_pb2.ApplyChatTemplateRequest(
             conversations=[to_conversation(c) for c in conversations],
             add_generation_prompt=add_generation_prompt, no_default_system=not default_system)
@@ -101,9 +119,11 @@ class PolicyClient:
     def generate(self, prompts, *, n=1, temperature=1.0, top_k=0, top_p=1.0, seed=None, max_new_tokens=0,
                  stop_token_ids=(), stop_strings=(), store=True, timeout=None):
         """n completions for each prompt (str, chat messages or token ids)."""
+        prompts = as_list(prompts, "generate(prompts=)", "prompt")
         sampling = policy_pb2.SamplingParams(
             temperature=temperature, top_k=top_k, top_p=top_p, max_new_tokens=max_new_tokens,
-            stop_token_ids=list(stop_token_ids), stop_strings=list(stop_strings))
+            stop_token_ids=as_list(stop_token_ids, "generate(stop_token_ids=)", "token id"),
+            stop_strings=as_list(stop_strings, "generate(stop_strings=)", "string"))
         if seed is not None:
             sampling.seed.value = seed
         request = policy_pb2.GenerateRequest(
@@ -114,7 +134,11 @@ class PolicyClient:
         """Per-token log-probs of each (prompt, completion) pair; which: policy, reference or both."""
         which_enum = {"policy": policy_pb2.SCORE_WITH_POLICY, "reference": policy_pb2.SCORE_WITH_REFERENCE,
                       "both": policy_pb2.SCORE_WITH_BOTH}[which]
-        items = [policy_pb2.ScoreItem(prompt=to_prompt(p), completion=to_continuation(c)) for p, c in pairs]
+        items = []
+        for index, pair in enumerate(as_list(pairs, "score(pairs=)", "(prompt, completion) pair")):
+            if isinstance(pair, (str, bytes)) or len(pair) != 2:
+                raise TypeError(f"score(pairs=)[{index}]: a (prompt, completion) pair, not {pair!r:.60}")
+            items.append(policy_pb2.ScoreItem(prompt=to_prompt(pair[0]), completion=to_continuation(pair[1])))
         request = policy_pb2.ScoreRequest(items=items, score_with=which_enum)
         return self.call("Score", request, policy_pb2.ScoreReply, timeout)
 

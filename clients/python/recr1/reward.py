@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import signal
+import sys
 import threading
 
 import pynng
@@ -23,11 +24,13 @@ log = logging.getLogger("recr1.reward")
 
 @dataclasses.dataclass
 class RewardItem:
-    prompt: str
-    completion: str
-    metadata: dict
-    prompt_messages: list
-    id: str
+    """One completion to score. Only the completion is required, so that a test of a reward function can
+    write RewardItem(completion="...", metadata={"rating": 4})."""
+    prompt: str = ""
+    completion: str = ""
+    metadata: dict = dataclasses.field(default_factory=dict)
+    prompt_messages: list = dataclasses.field(default_factory=list)
+    id: str = ""
 
 
 def _status_reply(request_id, code, message, field=""):
@@ -98,8 +101,9 @@ def handle_reward_frame(fn, frame, *, token=None, max_message_bytes=16 << 20):
 
 
 def serve_reward(fn, address, *, workers=1, token=None, max_message_bytes=16 << 20, stop_event=None,
-                 ready_event=None):
+                 ready_event=None, name="reward plugin"):
     """Serves fn as a Reward plugin on address (ipc://, tcp://) until SIGTERM/SIGINT or stop_event.
+    Prints "<name>: listening on <address>" on stderr once it listens (name=None: silent).
 
     workers requests are handled concurrently (threads, one nng context each). ipc socket files are
     created owner-only. In the main thread, SIGTERM and SIGINT stop the plugin after the requests in
@@ -114,6 +118,9 @@ def serve_reward(fn, address, *, workers=1, token=None, max_message_bytes=16 << 
         sock.listen(address)
     finally:
         os.umask(old_umask)
+    # On stderr as well as in the log: a plugin started by hand, or by a unit file, says where it is.
+    if name:
+        print(f"{name}: listening on {address}", file=sys.stderr, flush=True)
     log.info("reward plugin listening on %s", address)
 
     def work():

@@ -75,17 +75,45 @@ class Channel:
         try:
             # A little slack beyond the server's deadline, so that its DEADLINE_EXCEEDED reply can arrive.
             set_recv_timeout(context, -1 if timeout is None else int(timeout * 1000) + 1000)
-            try:
-                context.send(frame)
-                return context.recv()
-            except pynng.Timeout as exc:
-                raise DeadlineExceeded(f"no reply from {self.address} within {timeout} s") from exc
-            except pynng.NNGException as exc:
-                # The connection went away with the request in flight: it may or may not have been handled.
-                raise Unavailable(f"lost the connection to {self.address} before the reply ({exc}); "
-                                  "the request may have been handled") from exc
+            if threading.current_thread() is threading.main_thread():
+                return self._interruptible(context, frame, timeout)
+            return self._exchange(context, frame, timeout)
         finally:
             close_quietly(context)
+
+    def _exchange(self, context, frame, timeout):
+        try:
+            context.send(frame)
+            return context.recv()
+        except pynng.Timeout as exc:
+            raise DeadlineExceeded(f"no reply from {self.address} within {timeout} s") from exc
+        except pynng.NNGException as exc:
+            # The connection went away with the request in flight: it may or may not have been handled.
+            raise Unavailable(f"lost the connection to {self.address} before the reply ({exc}); "
+                              "the request may have been handled") from exc
+
+    def _interruptible(self, context, frame, timeout):
+        """_exchange on a helper thread: a blocked nng receive holds off Python's signal handling, so
+        Ctrl-C would wait for the reply; the main thread waits where KeyboardInterrupt reaches it instead."""
+        outcome = {}
+
+        def run():
+            try:
+                outcome["reply"] = self._exchange(context, frame, timeout)
+            except BaseException as exc:   # handed to the caller's thread
+                outcome["error"] = exc
+
+        helper = threading.Thread(target=run, name="recr1-call", daemon=True)
+        helper.start()
+        try:
+            while helper.is_alive():
+                helper.join(0.25)
+        except KeyboardInterrupt:
+            close_quietly(context)   # ends the helper's receive; the server may still handle the request
+            raise
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["reply"]
 
     def close(self):
         self._socket.close()

@@ -100,8 +100,10 @@ def start_plugin(script, address, tmp_path):
     path.write_text(script)
     proc = subprocess.Popen([sys.executable, str(path), address], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)
-    line = proc.stdout.readline()
-    if "ready" not in line:
-        proc.kill()
-        raise RuntimeError(f"plugin did not start: {line}{proc.stdout.read()}")
+    seen = []   # serve_reward's "listening on ..." comes first, then the script's own "ready"
+    while not seen or "ready" not in seen[-1]:
+        seen.append(proc.stdout.readline())
+        if not seen[-1]:
+            proc.kill()
+            raise RuntimeError(f"plugin did not start: {''.join(seen)}")
     return proc

@@ -184,6 +184,7 @@ def test_reczero_token_and_sigint(built, tmp_path):
         assert oct((tmp_path / "run" / "reczero.sock").stat().st_mode & 0o777) == "0o600"
     finally:
         assert plugin.stop(signal.SIGINT) == 0
+    assert f"listening on {address}" in plugin.proc.stdout.read()
 
 
 def test_reczero_command_line_errors(built):

@@ -34,9 +34,13 @@ class DaemonError(RuntimeError):
     """recr1d could not be found, did not start, or stopped answering."""
 
 
-def repo_root():
-    """The source tree this package sits in (clients/python/recr1/recipes -> the repository)."""
-    return pathlib.Path(__file__).resolve().parents[4]
+def source_tree():
+    """The recr1 source tree this package was installed from in place (pip install -e), found by walking
+    up to the folder that holds both Package.swift and clients/python; None for an installed package."""
+    for folder in pathlib.Path(__file__).resolve().parents:
+        if (folder / "Package.swift").is_file() and (folder / "clients" / "python").is_dir():
+            return folder
+    return None
 
 
 def find_binary(explicit=None):
@@ -49,8 +53,9 @@ def find_binary(explicit=None):
     on_path = shutil.which("recr1d")
     if on_path:
         return on_path
-    built = repo_root() / ".build" / "release" / "recr1d"
-    if built.is_file():
+    tree = source_tree()
+    built = tree / ".build" / "release" / "recr1d" if tree else None
+    if built and built.is_file():
         return str(built)
     raise DaemonError("recr1d not found: set RECR1D=/path/to/recr1d, put recr1d on PATH, or build it "
                       "(bash scripts/build.sh)")

@@ -2,13 +2,12 @@
 
 import math
 
+from recr1 import extras
+
 
 def _pyplot():
-    try:
-        import matplotlib
-    except ImportError as exc:  # pragma: no cover - depends on the installation
-        raise ImportError("the charts need matplotlib: `python3 -m pip install matplotlib` "
-                          "(or `pip install -e clients/python`)") from exc
+    extras.require("the charts", ("matplotlib",))
+    import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     return plt

@@ -8,15 +8,12 @@ score, and after the relevant ones earlier in the catalogue, so a vague query ca
 
 import threading
 
-import numpy as np
+from recr1 import extras, metrics
 
-try:
-    import bm25s
-except ImportError as exc:  # pragma: no cover - depends on the installation
-    raise ImportError("the BM25 rewards need bm25s: `python3 -m pip install bm25s` "
-                      "(or `pip install -e clients/python`)") from exc
+extras.require("the BM25 rewards", ("numpy", "bm25s"))
 
-from recr1 import metrics
+import bm25s  # noqa: E402  (after the check that names the missing package)
+import numpy as np  # noqa: E402
 
 K1 = 1.2
 B = 0.75

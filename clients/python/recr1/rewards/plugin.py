@@ -9,7 +9,6 @@ import logging
 import math
 import os
 import sys
-import threading
 
 from recr1.errors import InvalidArgument
 from recr1.reward import serve_reward
@@ -89,12 +88,5 @@ def serve(name, reward, args, prepare=None):
             token = f.read().strip()
     if args.workers < 1:
         raise SystemExit("--workers: at least 1")
-    ready = threading.Event()
-
-    def announce():
-        ready.wait()
-        print(f"recr1 reward {name}: listening on {args.address}", file=sys.stderr, flush=True)
-
-    threading.Thread(target=announce, daemon=True).start()
-    serve_reward(reward, args.address, workers=args.workers, token=token, ready_event=ready)
+    serve_reward(reward, args.address, workers=args.workers, token=token, name=f"recr1 reward {name}")
     return 0
