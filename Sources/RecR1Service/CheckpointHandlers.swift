@@ -3,10 +3,16 @@ import RecR1Policy
 import RecR1Proto
 
 /// SaveCheckpoint, LoadCheckpoint and Export. Paths are the daemon's: relative ones are under the state
-/// directory, so that a client need not know where recr1d runs.
+/// directory, so that a client need not know where recr1d runs; no path may leave the state directory
+/// and `allowed_dirs` (RequestPaths).
 struct CheckpointHandlers {
     let policy: Policy
-    let config: ServerConfig
+    let paths: RequestPaths
+
+    init(policy: Policy, config: ServerConfig) {
+        self.policy = policy
+        paths = RequestPaths(stateDir: config.stateDir, allowedDirs: config.allowedDirs)
+    }
 
     func register(in table: inout MethodTable) {
         table.register(PolicyMethod.saveCheckpoint.fullName, save)
@@ -14,13 +20,9 @@ struct CheckpointHandlers {
         table.register(PolicyMethod.export.fullName, export)
     }
 
-    private func resolve(_ path: String) -> String {
-        path.hasPrefix("/") ? path : (config.stateDir as NSString).appendingPathComponent(path)
-    }
-
     func save(_ request: Recr1_V1_SaveCheckpointRequest, _: CallContext) throws -> Recr1_V1_SaveCheckpointReply {
         let step = policy.trainer?.optimizer.step ?? 0
-        let path = resolve(request.path.isEmpty ? "checkpoints/step-\(step)" : request.path)
+        let path = try paths.resolve(request.path.isEmpty ? "checkpoints/step-\(step)" : request.path, field: "path")
         let saved: (bytes: Int, step: Int, version: UInt64)
         do {
             saved = try policy.saveCheckpoint(to: path)
@@ -37,7 +39,7 @@ struct CheckpointHandlers {
 
     func load(_ request: Recr1_V1_LoadCheckpointRequest, _: CallContext) throws -> Recr1_V1_LoadCheckpointReply {
         if request.path.isEmpty { throw RPCError.invalidArgument("path", "name the checkpoint directory") }
-        let path = resolve(request.path)
+        let path = try paths.resolve(request.path, field: "path")
         if !FileManager.default.fileExists(atPath: path) && !FileManager.default.fileExists(atPath: path + ".previous") {
             throw RPCError.notFound("path", "no checkpoint at \(path)")
         }
@@ -56,7 +58,7 @@ struct CheckpointHandlers {
 
     func export(_ request: Recr1_V1_ExportRequest, _: CallContext) throws -> Recr1_V1_ExportReply {
         if request.directory.isEmpty { throw RPCError.invalidArgument("directory", "name the directory to export to") }
-        let directory = resolve(request.directory)
+        let directory = try paths.resolve(request.directory, field: "directory")
         let files: [String]
         do {
             switch request.format {

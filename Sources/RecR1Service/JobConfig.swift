@@ -46,20 +46,25 @@ public struct JobConfig: Equatable {
 
     public init() {}
 
-    /// Reads and checks a job file's text; relative paths are taken from `baseDirectory`.
-    public init(text: String, origin: String, baseDirectory: String, stateDir: String) throws {
+    /// Reads and checks a job file's text; relative paths are taken from `baseDirectory`. With `paths`
+    /// (a job from a request), every file the job names must lie where `paths` allows: the error is an
+    /// RPCError whose field is the job file's key.
+    public init(text: String, origin: String, baseDirectory: String, stateDir: String, paths: RequestPaths? = nil) throws {
         var toml = try TOMLReader(text: text, origin: origin)
-        func resolve(_ path: String) -> String {
-            path.hasPrefix("/") ? path : (baseDirectory as NSString).appendingPathComponent(path)
+        func resolve(_ path: String, _ key: String) throws -> String {
+            guard let paths else { return RequestPaths.absolute(path, from: baseDirectory) }
+            return try paths.resolve(path, field: key, from: baseDirectory)
         }
-        guard let name = try toml.string("name"), !name.isEmpty,
-              name.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" || $0 == "." }) else {
-            throw ConfigError(key: "name", "a job needs a name of letters, digits, '-', '_' or '.'")
+        // The name is a folder under <state_dir>/jobs: it starts with a letter or digit, so that it is
+        // never "." or "..".
+        guard let name = try toml.string("name"), let first = name.first, first.isLetter || first.isNumber, name.utf8.count <= 128,
+              name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" || $0 == ".") }) else {
+            throw ConfigError(key: "name", "a job needs a name of at most 128 ASCII letters, digits, '-', '_' or '.', starting with a letter or digit")
         }
         self.name = name
         guard let prompts = try toml.string("prompts") else { throw ConfigError(key: "prompts", "a job needs a prompts file (JSONL)") }
-        self.prompts = resolve(prompts)
-        evalPrompts = try toml.string("eval_prompts").map(resolve)
+        self.prompts = try resolve(prompts, "prompts")
+        evalPrompts = try toml.string("eval_prompts").map { try resolve($0, "eval_prompts") }
         if let v = try toml.int("eval_every", in: 0...1_000_000) { evalEvery = v }
         if let v = try toml.int("eval_limit", in: 1...100_000) { evalLimit = v }
         if let v = try toml.string("algorithm") {
@@ -81,7 +86,7 @@ public struct JobConfig: Equatable {
         epsilonHigh = try toml.double("epsilon_high", in: 0...10).map(Float.init) ?? epsilonLow
         if let v = try toml.double("dpo_beta", in: 1e-6...1000) { dpoBeta = Float(v) }
         if let v = try toml.int("checkpoint_every", in: 0...100_000_000) { checkpointEvery = v }
-        outputDir = try toml.string("output_dir").map(resolve) ?? (stateDir as NSString).appendingPathComponent("jobs/\(name)")
+        outputDir = try toml.string("output_dir").map { try resolve($0, "output_dir") } ?? (stateDir as NSString).appendingPathComponent("jobs/\(name)")
         if let v = try toml.int("seed", in: 0...Int.max) { seed = UInt64(v) }
         for (index, var table) in (try toml.tables("plugins") ?? []).enumerated() {
             let key = "plugins[\(index)]"
@@ -95,13 +100,13 @@ public struct JobConfig: Equatable {
             if let v = try table.int("retries", in: 0...100) { plugin.retries = v }
             if let v = try table.int("backoff_ms", in: 0...600_000) { plugin.backoffMs = v }
             if let v = try table.int("batch_size", in: 1...1_000_000) { plugin.batchSize = v }
-            plugin.tlsCAFile = try table.string("tls_ca_file").map(resolve)
+            plugin.tlsCAFile = try table.string("tls_ca_file").map { try resolve($0, "\(key).tls_ca_file") }
             plugin.tlsServerName = try table.string("tls_server_name")
             if plugin.addresses.contains(where: { $0.hasPrefix("tls+tcp://") }) && plugin.tlsCAFile == nil {
                 throw ConfigError(key: "\(key).tls_ca_file", "tls+tcp addresses need the CA certificate that verifies the plugin")
             }
             if let path = try table.string("token_file") {
-                plugin.token = try String(contentsOfFile: resolve(path), encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+                plugin.token = try String(contentsOfFile: resolve(path, "\(key).token_file"), encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
             }
             do {
                 try table.rejectUnknownKeys()
@@ -122,14 +127,15 @@ public struct JobConfig: Equatable {
         }
     }
 
-    public init(file path: String, stateDir: String) throws {
+    public init(file path: String, stateDir: String, paths: RequestPaths? = nil) throws {
         let text: String
         do {
             text = try String(contentsOfFile: path, encoding: .utf8)
         } catch {
             throw ConfigError(key: "", "cannot read \(path): \(error.localizedDescription)")
         }
-        try self.init(text: text, origin: path, baseDirectory: (path as NSString).deletingLastPathComponent, stateDir: stateDir)
+        try self.init(text: text, origin: path, baseDirectory: (path as NSString).deletingLastPathComponent, stateDir: stateDir,
+                      paths: paths)
     }
 }
 

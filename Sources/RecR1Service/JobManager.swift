@@ -14,9 +14,12 @@ public final class JobManager {
     private var jobs: [String: JobRunner] = [:]
     private var running: String?
 
+    private let paths: RequestPaths
+
     public init(policy: Policy, config: ServerConfig, logger: Logger) {
         self.policy = policy
         self.config = config
+        paths = RequestPaths(stateDir: config.stateDir, allowedDirs: config.allowedDirs)
         self.logger = logger
     }
 
@@ -29,34 +32,31 @@ public final class JobManager {
     }
 
     func start(_ request: Recr1_V1_StartJobRequest, _: CallContext) throws -> Recr1_V1_StartJobReply {
+        let field = request.configToml.isEmpty ? "config_path" : "config_toml"
         let job: JobConfig
+        var source: (text: String, base: String)?
         do {
             switch request.config {
             case .configPath(let path):
-                job = try JobConfig(file: path.hasPrefix("/") ? path : (config.stateDir as NSString).appendingPathComponent(path),
-                                    stateDir: config.stateDir)
+                let full = try paths.resolve(path, field: "config_path")
+                job = try JobConfig(file: full, stateDir: config.stateDir, paths: paths)
+                source = (try? String(contentsOfFile: full, encoding: .utf8)).map { ($0, (full as NSString).deletingLastPathComponent) }
             case .configToml(let text):
-                job = try JobConfig(text: text, origin: "config_toml", baseDirectory: config.stateDir, stateDir: config.stateDir)
+                job = try JobConfig(text: text, origin: "config_toml", baseDirectory: config.stateDir, stateDir: config.stateDir,
+                                    paths: paths)
+                source = (text, config.stateDir)
             case nil:
                 throw RPCError.invalidArgument("config", "give config_path or config_toml")
             }
         } catch let error as ConfigError {
-            throw RPCError.invalidArgument(request.configToml.isEmpty ? "config_path" : "config_toml", "\(error)")
+            throw RPCError.invalidArgument(field, "\(error)")
+        } catch let error as RPCError where error.field != "config_path" && error.field != "config" {
+            // A path the job file names: the field is the request's, then the file's key.
+            throw RPCError(error.code, field: "\(field).\(error.field)", error.message)
         }
         var reply = Recr1_V1_StartJobReply()
-        reply.job = try launch(job, source: jobSource(request))
+        reply.job = try launch(job, source: source)
         return reply
-    }
-
-    /// The job file's text and the directory its relative paths start from.
-    private func jobSource(_ request: Recr1_V1_StartJobRequest) -> (text: String, base: String)? {
-        switch request.config {
-        case .configPath(let path):
-            let full = path.hasPrefix("/") ? path : (config.stateDir as NSString).appendingPathComponent(path)
-            return (try? String(contentsOfFile: full, encoding: .utf8)).map { ($0, (full as NSString).deletingLastPathComponent) }
-        case .configToml(let text): return (text, config.stateDir)
-        case nil: return nil
-        }
     }
 
     /// Starts `job` on a thread; a job is refused while another runs.
@@ -149,7 +149,8 @@ public final class JobManager {
             do {
                 let text = try String(contentsOfFile: directory + "/job.toml", encoding: .utf8)
                 let base = (try? String(contentsOfFile: directory + "/job.base", encoding: .utf8)) ?? directory
-                let job = try JobConfig(text: text, origin: directory + "/job.toml", baseDirectory: base, stateDir: config.stateDir)
+                let job = try JobConfig(text: text, origin: directory + "/job.toml", baseDirectory: base, stateDir: config.stateDir,
+                                        paths: paths)
                 _ = try launch(job, source: nil)
                 logger.notice("job \(name) was running when recr1d stopped: resuming")
             } catch {

@@ -28,6 +28,9 @@ public struct ServerConfig: Equatable {
     public var tlsCertKeyFile: String?
     /// Where checkpoints, job state and metrics go.
     public var stateDir = ServerConfig.defaultStateDir()
+    /// Directories beyond the state dir that request paths may name: checkpoints, exports, job files and
+    /// the files they name (RequestPaths). Empty = the state dir alone.
+    public var allowedDirs: [String] = []
     public var logLevel = Logger.Level.info
     /// OpenBLAS threads; 0 = one per core.
     public var blasThreads = 0
@@ -84,6 +87,7 @@ public struct ServerConfig: Equatable {
         if let v = try toml.string("token_file") { tokenFile = v }
         if let v = try toml.string("tls_cert_key_file") { tlsCertKeyFile = v }
         if let v = try toml.string("state_dir") { stateDir = v }
+        if let v = try toml.strings("allowed_dirs") { allowedDirs = v }
         if let v = try toml.string("log_level") { logLevel = try Self.parseLogLevel(v) }
         if let v = try toml.int("blas_threads", in: 0...1024) { blasThreads = v }
         if let v = try toml.string("matmul_backend") { matmulBackend = v }

@@ -61,6 +61,9 @@ struct Serve: ParsableCommand {
     @Option(help: "Where checkpoints, jobs and metrics go. Default $STATE_DIRECTORY or ~/.local/state/recr1d.")
     var stateDir: String?
 
+    @Option(name: .customLong("allow-dir"), help: "A directory beyond the state dir that request paths (checkpoints, exports, job files) may name; repeatable.")
+    var allowedDirs: [String] = []
+
     @Option(help: "trace, debug, info, notice, warning, error or critical. Default info.")
     var logLevel: String?
 
@@ -115,6 +118,7 @@ struct Serve: ParsableCommand {
         if let tokenFile { resolved.tokenFile = tokenFile }
         if let tlsCertKeyFile { resolved.tlsCertKeyFile = tlsCertKeyFile }
         if let stateDir { resolved.stateDir = stateDir }
+        if !allowedDirs.isEmpty { resolved.allowedDirs = allowedDirs }
         if let logLevel { resolved.logLevel = try ServerConfig.parseLogLevel(logLevel) }
         if let matmulBackend { resolved.matmulBackend = matmulBackend }
         if let trainingMode { resolved.training.mode = trainingMode }

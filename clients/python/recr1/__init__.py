@@ -3,7 +3,8 @@
 from recr1.batches import dpo_batch, grpo_batch, sft_batch
 from recr1.client import PolicyClient
 from recr1.errors import (Code, DeadlineExceeded, FailedPrecondition, Internal, InvalidArgument, NotFound,
-                          RecR1Error, ResourceExhausted, Unauthenticated, Unavailable, Unimplemented)
+                          PermissionDenied, RecR1Error, ResourceExhausted, Unauthenticated, Unavailable,
+                          Unimplemented)
 from recr1.reward import RewardItem, serve_reward
 from recr1.rewards.remote import RewardClient
 from recr1.transport import default_address
@@ -13,6 +14,6 @@ __version__ = "0.1.0"
 __all__ = [
     "PolicyClient", "grpo_batch", "dpo_batch", "sft_batch", "serve_reward", "RewardItem", "RewardClient",
     "default_address", "Code", "RecR1Error", "InvalidArgument",
-    "DeadlineExceeded", "NotFound", "ResourceExhausted", "FailedPrecondition", "Unauthenticated",
+    "DeadlineExceeded", "NotFound", "PermissionDenied", "ResourceExhausted", "FailedPrecondition", "Unauthenticated",
     "Unimplemented", "Internal", "Unavailable",
 ]

@@ -39,6 +39,10 @@ class NotFound(RecR1Error):
     code = Code.NOT_FOUND
 
 
+class PermissionDenied(RecR1Error):
+    code = Code.PERMISSION_DENIED
+
+
 class ResourceExhausted(RecR1Error):
     code = Code.RESOURCE_EXHAUSTED
 

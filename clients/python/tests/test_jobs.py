@@ -82,7 +82,8 @@ def start_daemon(tmp_path, name="d"):
     directory = tmp_path / name
     directory.mkdir(exist_ok=True)
     address = f"ipc://{directory}/recr1d.sock"
-    daemon = Daemon(["--listen", address, "--state-dir", str(tmp_path / "state"), "--seed", "7"], cwd=directory)
+    daemon = Daemon(["--listen", address, "--state-dir", str(tmp_path / "state"), "--allow-dir", str(tmp_path),
+                     "--seed", "7"], cwd=directory)
     daemon.wait_ready(address, timeout=120)
     return daemon, recr1.PolicyClient(address, timeout=300)
 

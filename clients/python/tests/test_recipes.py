@@ -77,8 +77,9 @@ def shared(tmp_path_factory):
     folder = tmp_path_factory.mktemp("shared-recr1d")
     (folder / "recr1d.toml").write_text("seed = 11\nlearning_rate = 0.0002\n")
     address = f"ipc://{folder}/recr1d.sock"
+    # The recipes save their checkpoints in their own --out folders, under pytest's base folder.
     daemon = Daemon(["--listen", address, "--config", str(folder / "recr1d.toml"), "--state-dir", str(folder / "state"),
-                     *blas_args()], cwd=folder)
+                     "--allow-dir", str(tmp_path_factory.getbasetemp()), *blas_args()], cwd=folder)
     daemon.wait_ready(address, timeout=120)
     yield address
     assert daemon.stop() == 0

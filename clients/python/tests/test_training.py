@@ -16,7 +16,7 @@ FRUIT = [{"role": "user", "content": "Name a fruit."}]
 CAPITAL = [{"role": "user", "content": "What is the capital of France?"}]
 
 
-def start(tmp_path, name="d", config="seed = 7\nmatmul_backend = \"openblas\"\n", extra=()):
+def start(tmp_path, name="d", config="seed = 7\nmatmul_backend = \"openblas\"\n", extra=("--allow-dir", "{tmp}")):
     """A recr1d with SmolLM2 (LoRA by default) and its own state directory; fp32 products unless the config
     says otherwise (the learning tests run on the default backend, bf16 where the CPU has AMX)."""
     directory = tmp_path / name
@@ -24,7 +24,8 @@ def start(tmp_path, name="d", config="seed = 7\nmatmul_backend = \"openblas\"\n"
     (directory / "recr1d.toml").write_text(config)
     address = f"ipc://{directory}/recr1d.sock"
     daemon = Daemon(["--listen", address, "--config", str(directory / "recr1d.toml"), "--state-dir",
-                     str(directory / "state"), "--max-new-tokens", "64", "--max-sequence-tokens", "512", *extra],
+                     str(directory / "state"), "--max-new-tokens", "64", "--max-sequence-tokens", "512",
+                     *(arg.format(tmp=tmp_path) for arg in extra)],
                     cwd=directory)
     daemon.wait_ready(address, timeout=120)
     return daemon, recr1.PolicyClient(address, timeout=600)
@@ -229,6 +230,54 @@ def test_checkpoint_errors_change_nothing(tmp_path, policy):
     finally:
         client.close()
         full.stop()
+
+
+def test_request_paths_stay_inside_the_state_dir_and_allowed_dirs(tmp_path):
+    exports, outside = tmp_path / "exports", tmp_path / "outside"
+    outside.mkdir()
+    daemon, policy = start(tmp_path, "confined", extra=("--allow-dir", str(exports)))
+    state = tmp_path / "confined" / "state"
+    try:
+        train_steps(policy, 1)
+        before = logprobs(policy)
+        state.mkdir(parents=True, exist_ok=True)
+        (state / "out").symlink_to(outside)
+
+        def refused(error, field, call):
+            with pytest.raises(error) as caught:
+                call()
+            assert caught.value.field == field and caught.value.message.startswith(field), caught.value
+            return caught.value
+
+        refused(recr1.InvalidArgument, "path", lambda: policy.save_checkpoint("../escaped"))
+        refused(recr1.InvalidArgument, "path", lambda: policy.save_checkpoint("a\0b"))
+        refused(recr1.InvalidArgument, "path", lambda: policy.save_checkpoint("n" * 300))
+        refused(recr1.InvalidArgument, "path", lambda: policy.save_checkpoint("/".join(["d" * 200] * 25)))
+        denied = refused(recr1.PermissionDenied, "path", lambda: policy.save_checkpoint(str(outside / "ck")))
+        assert "allowed_dirs" in denied.message
+        refused(recr1.PermissionDenied, "path", lambda: policy.save_checkpoint("out/ck"))   # through the symlink
+        refused(recr1.PermissionDenied, "path", lambda: policy.load_checkpoint("/etc"))
+        refused(recr1.PermissionDenied, "directory", lambda: policy.export(str(outside / "model")))
+        refused(recr1.InvalidArgument, "directory", lambda: policy.export(str(exports / ".." / "outside")))
+        refused(recr1.PermissionDenied, "config_path", lambda: policy.start_job(config_path="/etc/passwd"))
+        refused(recr1.PermissionDenied, "config_toml.prompts", lambda: policy.start_job(
+            config_toml='name = "j"\nprompts = "/etc/passwd"\nalgorithm = "sft"\nsteps = 1\n'))
+        refused(recr1.InvalidArgument, "config_toml.output_dir", lambda: policy.start_job(
+            config_toml='name = "j"\nprompts = "p.jsonl"\noutput_dir = "../up"\nalgorithm = "sft"\nsteps = 1\n'))
+        refused(recr1.InvalidArgument, "config_toml", lambda: policy.start_job(
+            config_toml='name = ".."\nprompts = "p.jsonl"\nalgorithm = "sft"\nsteps = 1\n'))
+        assert list(outside.iterdir()) == [] and not (tmp_path / "confined" / "escaped").exists()
+        assert logprobs(policy) == before
+
+        # Inside the roots everything works: relative paths land in the state dir; exports in allowed_dirs.
+        saved = policy.save_checkpoint("ck")
+        assert saved.path == str((state / "ck").resolve())
+        assert policy.load_checkpoint("ck").step == saved.step
+        assert policy.export(str(exports / "peft"), format="peft").files
+        assert logprobs(policy) == before
+    finally:
+        policy.close()
+        daemon.stop()
 
 
 def safetensors_header(path):

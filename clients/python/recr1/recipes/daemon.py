@@ -19,7 +19,7 @@ from recr1.errors import DeadlineExceeded, Unavailable
 # Settings of `recr1d serve` (Sources/RecR1Service/ServerConfig.swift, TrainingConfig.swift) that a recipe
 # may write into the TOML file: name -> Python type.
 SETTINGS = {
-    "model": str, "workers": int, "max_new_tokens": int, "max_sequence_tokens": int,
+    "model": str, "allowed_dirs": list, "workers": int, "max_new_tokens": int, "max_sequence_tokens": int,
     "max_prompts_per_request": int, "max_samples_per_prompt": int, "max_items_per_update": int,
     "max_message_bytes": int, "log_level": str, "blas_threads": int, "matmul_backend": str,
     "training_mode": str, "lora_rank": int, "lora_alpha": float, "lora_targets": list, "learning_rate": float,
@@ -59,6 +59,11 @@ def find_binary(explicit=None):
         return str(built)
     raise DaemonError("recr1d not found: set RECR1D=/path/to/recr1d, put recr1d on PATH, or build it "
                       "(bash scripts/build.sh)")
+
+
+def folders_of(*paths):
+    """The folders holding these checkpoint paths (None and "" left out), for LocalDaemon's allowed_dirs."""
+    return [str(pathlib.Path(p).resolve().parent) for p in paths if p]
 
 
 def toml_value(value):
@@ -110,9 +115,15 @@ class LocalDaemon:
         with LocalDaemon(folder, {"seed": 1, "learning_rate": 5e-4}) as daemon:
             client = daemon.client()"""
 
-    def __init__(self, folder, settings, binary=None, ready_timeout=180.0, log=None):
+    def __init__(self, folder, settings, binary=None, ready_timeout=180.0, log=None, allowed_dirs=()):
+        """allowed_dirs: folders beyond the state dir whose checkpoints the caller saves or loads (recr1d
+        refuses request paths outside its state dir and these)."""
         self.folder = pathlib.Path(folder)
         self.settings = dict(settings)
+        extra = [str(pathlib.Path(d).resolve()) for d in allowed_dirs]
+        given = list(self.settings.get("allowed_dirs") or [])
+        if extra or given:
+            self.settings["allowed_dirs"] = given + [d for d in extra if d not in given]
         self.binary = find_binary(binary)
         self.ready_timeout = ready_timeout
         self.log = log or (lambda message: None)

@@ -22,7 +22,7 @@ import time
 from recr1.client import PolicyClient
 from recr1.data.jsonl import read_jsonl, write_jsonl
 from recr1.recipes import plots, stats, tasks
-from recr1.recipes.daemon import LocalDaemon
+from recr1.recipes.daemon import LocalDaemon, folders_of
 from recr1.recipes.progress import duration
 
 ADAPTER_KEYS = ("training_mode", "lora_rank", "lora_alpha", "lora_targets")   # a checkpoint needs the same
@@ -150,7 +150,8 @@ def evaluate(options, stream=None):
                 for key in ADAPTER_KEYS:
                     settings.pop(key, None)   # an exported model is served as it is
             folder = out / ("recr1d-exported" if model else "recr1d")
-            daemon = LocalDaemon(folder, settings, binary=options.get("recr1d"), log=note).start()
+            daemon = LocalDaemon(folder, settings, binary=options.get("recr1d"), log=note,
+                                 allowed_dirs=folders_of(options.get("cold_start"), options.get("checkpoint"))).start()
             client = daemon.client(timeout=options["timeout"])
 
         if options.get("cold_start") and "trained" in model_systems:
@@ -239,7 +240,7 @@ def run_probe(options, stream=None):
         client, daemon = PolicyClient(options["address"], timeout=options["timeout"]), None
     else:
         daemon = LocalDaemon(out / "recr1d", dict(options["daemon_settings"]), binary=options.get("recr1d"),
-                             log=note).start()
+                             log=note, allowed_dirs=folders_of(*(path for _, path in options["checkpoints"]))).start()
         client = daemon.client(timeout=options["timeout"])
     try:
         if client.health().policy_version != 0:

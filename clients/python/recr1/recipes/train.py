@@ -23,7 +23,7 @@ from recr1.data import catalogue as catalogue_module
 from recr1.data import esci, movielens, records as records_module
 from recr1.data.jsonl import write_jsonl
 from recr1.recipes import coldstart, evaluate, plots, tasks
-from recr1.recipes.daemon import LocalDaemon
+from recr1.recipes.daemon import LocalDaemon, folders_of
 from recr1.recipes.progress import Progress, duration
 from recr1.rewards.rlrf4rec import best_and_worst
 
@@ -281,7 +281,8 @@ def run(recipe, options, stream=None):
         note(f"using recr1d at {options['address']} (its own training settings; learning rate sent per request)")
     else:
         settings = daemon_settings(options)
-        daemon = LocalDaemon(out / "recr1d", settings, binary=options.get("recr1d"), log=note).start()
+        daemon = LocalDaemon(out / "recr1d", settings, binary=options.get("recr1d"), log=note,
+                             allowed_dirs=[out] + folders_of(options.get("from_checkpoint"))).start()
         client = daemon.client(timeout=options["timeout"])
         lr_override = 0.0   # the daemon's schedule, from recr1d.toml
         summary["daemon"] = {"address": daemon.address, "started": True, "binary": daemon.binary,
