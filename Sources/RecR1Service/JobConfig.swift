@@ -40,6 +40,9 @@ public struct JobConfig: Equatable {
     public var epsilonHigh: Float = 0.2
     public var dpoBeta: Float = 0.1
     public var checkpointEvery = 0             // 0 = at the end only
+    /// A step in which more than this fraction of the items got no reward fails the job (a plugin down,
+    /// answering errors or NaN): a job that learns from nothing must not end "succeeded".
+    public var maxFailedFraction = 0.5
     public var outputDir = ""                  // default <state_dir>/jobs/<name>
     public var seed: UInt64 = 0
     public var plugins: [RewardClient.Settings] = []
@@ -86,6 +89,7 @@ public struct JobConfig: Equatable {
         epsilonHigh = try toml.double("epsilon_high", in: 0...10).map(Float.init) ?? epsilonLow
         if let v = try toml.double("dpo_beta", in: 1e-6...1000) { dpoBeta = Float(v) }
         if let v = try toml.int("checkpoint_every", in: 0...100_000_000) { checkpointEvery = v }
+        if let v = try toml.double("max_failed_fraction", in: 0...1) { maxFailedFraction = v }
         outputDir = try toml.string("output_dir").map { try resolve($0, "output_dir") } ?? (stateDir as NSString).appendingPathComponent("jobs/\(name)")
         if let v = try toml.int("seed", in: 0...Int.max) { seed = UInt64(v) }
         for (index, var table) in (try toml.tables("plugins") ?? []).enumerated() {

@@ -29,6 +29,7 @@ public final class JobRunner {
     private var stopRequested = false
     private var status = (state: State.pending, step: 0, metrics: [String: Double](), error: "", checkpoint: "", checkpointStep: 0)
     private var failedItems = 0
+    private var lastPluginError: String?
 
     public init(config: JobConfig, policy: Policy, logger: Logger) throws {
         self.config = config
@@ -85,6 +86,31 @@ public final class JobRunner {
         }
         lock.withLock { status.state = .running }
         try writeState()
+        try preflight()
+    }
+
+    /// Before step 1 (and before a resumed step), one call to every plugin with one item of the job's
+    /// own: a plugin that is down, hangs past its deadline, answers a status or the wrong number of
+    /// results fails the job now, naming the plugin, rather than step after step.
+    private func preflight() throws {
+        guard config.algorithm != .sft, let record = records.first else { return }
+        let prompt = try promptTokens(record)
+        var item = Recr1_V1_RewardItem()
+        item.prompt = prompt.text
+        item.metadataJson = record.metadataJSON
+        item.id = "preflight"
+        for plugin in plugins {
+            let results: [Recr1_V1_RewardResult]
+            do {
+                results = try plugin.score([item])
+            } catch {
+                throw JobError(description: "pre-flight: reward plugin '\(plugin.settings.name)' did not answer: \(error)")
+            }
+            guard results.count == 1 else {
+                throw JobError(description: "pre-flight: reward plugin '\(plugin.settings.name)' answered \(results.count) results for 1 item")
+            }
+        }
+        logger.notice("job \(config.name): pre-flight: \(plugins.count) reward plugin(s) answer")
     }
 
     private func loop() throws {
@@ -119,9 +145,17 @@ public final class JobRunner {
             }
             try writeState()
             let done = step - first, perStep = Date().timeIntervalSince(started) / Double(done)
-            let line = String(format: "job %@ step %d/%d reward %.3f loss %.4f kl %.4f failed items %d  %.1f s/step, ETA %.0f s",
-                              config.name, step, config.steps, metrics["reward_mean"] ?? .nan, metrics["loss"] ?? .nan,
-                              metrics["kl"] ?? 0, failedItems, perStep, perStep * Double(config.steps - step))
+            let timing = String(format: "%.1f s/step, ETA %.0f s", perStep, perStep * Double(config.steps - step))
+            let line: String
+            if metrics["skipped"] != nil {
+                let why = metrics["reward_mean"] == nil ? "no rewards" : "no pair with unequal rewards"
+                line = "job \(config.name) step \(step)/\(config.steps) skipped: \(why) (failed items \(Int(metrics["failed_items"] ?? 0)))  \(timing)"
+            } else if config.algorithm == .sft {
+                line = String(format: "job %@ step %d/%d loss %.4f  ", config.name, step, config.steps, metrics["loss"] ?? 0) + timing
+            } else {
+                line = String(format: "job %@ step %d/%d reward %.3f loss %.4f kl %.4f failed items %d  ", config.name, step, config.steps,
+                              metrics["reward_mean"] ?? 0, metrics["loss"] ?? 0, metrics["kl"] ?? 0, Int(metrics["failed_items"] ?? 0)) + timing
+            }
             FileHandle.standardError.write(Data((line + "\n").utf8))
         }
         lock.withLock { status.state = .succeeded }
@@ -176,6 +210,12 @@ public final class JobRunner {
                 }
             }
             let rewards = score(items, into: &metrics)
+            let failed = rewards.filter { $0 == nil }.count
+            if Double(failed) > config.maxFailedFraction * Double(items.count) {
+                let fraction = String(format: "%.0f%%", 100 * Double(failed) / Double(max(1, items.count)))
+                throw JobError(description: "step \(step): \(failed) of \(items.count) items (\(fraction)) got no reward, above "
+                               + "max_failed_fraction \(config.maxFailedFraction)\(lastPluginError.map { "; last plugin error: \($0)" } ?? "")")
+            }
             var groups: [[GRPOSample]] = []
             for (p, samples) in generated.enumerated() {
                 let group = samples.enumerated().compactMap { s, sample -> GRPOSample? in
@@ -185,7 +225,7 @@ public final class JobRunner {
                 if group.count >= 2 { groups.append(group) }
             }
             let scored = groups.flatMap { $0 }.map { Double($0.reward) }
-            metrics["reward_mean"] = scored.isEmpty ? .nan : scored.reduce(0, +) / Double(scored.count)
+            if !scored.isEmpty { metrics["reward_mean"] = scored.reduce(0, +) / Double(scored.count) }
             let rate = config.learningRate > 0 ? config.learningRate : nil
             if config.algorithm == .grpo {
                 guard !groups.isEmpty else {
@@ -250,10 +290,12 @@ public final class JobRunner {
                         totals[i] = totals[i].map { $0 + plugin.settings.weight * result.reward }
                     } else {
                         totals[i] = nil
+                        if result.hasReward_p { lastPluginError = "\(plugin.settings.name): a non-finite reward (\(result.reward))" }
                     }
                     for (key, value) in result.details { metrics["\(plugin.settings.name).\(key)", default: 0] += value / Double(items.count) }
                 }
             } catch {
+                lastPluginError = "\(plugin.settings.name): \(error)"
                 logger.warning("job \(config.name): plugin \(plugin.settings.name): \(error)")
                 metrics["\(plugin.settings.name).failed_calls", default: 0] += 1
                 totals = totals.map { _ in nil }
@@ -278,7 +320,7 @@ public final class JobRunner {
         }
         var ignored: [String: Double] = [:]
         let rewards = score(items, into: &ignored).compactMap { $0 }
-        return rewards.isEmpty ? .nan : Double(rewards.reduce(0, +)) / Double(rewards.count)
+        return rewards.isEmpty ? .nan : Double(rewards.reduce(0, +)) / Double(rewards.count)   // NaN: left out of the line
     }
 
     // MARK: Files
@@ -316,4 +358,9 @@ public final class JobRunner {
             throw ConfigError(key: "output_dir", "cannot write \(directory)/state.json")
         }
     }
+}
+
+/// Why a job stopped failing: its message is the job's `error`.
+struct JobError: Error, CustomStringConvertible {
+    let description: String
 }

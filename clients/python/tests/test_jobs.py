@@ -30,6 +30,10 @@ def reward(items):
         time.sleep(30)
     if MODE == "wrong-count":
         return [1.0]
+    if MODE == "none":
+        return [None for _ in items]
+    if MODE == "nan":
+        return [float("nan") for _ in items]
     # "apple" in the completion, as the metadata asks.
     return [(1.0 if item.metadata["word"] in item.completion.lower() else 0.0, {"length": len(item.completion)})
             for item in items]
@@ -128,19 +132,66 @@ def test_a_grpo_job_runs_with_plugins_and_survives_failing_ones(tmp_path):
         assert all(0 <= line["reward_mean"] <= 1 for line in lines)
         assert all("fruit0.length" in line for line in lines)
 
-        bad = client.start_job(config_toml=job_toml(tmp_path, "failing", [[good], [hang], [wrong]], steps=1))
-        status = wait_for(client, bad.job.job_id)
-        assert recr1.v1.policy_pb2.JobState.Name(status.state) == "JOB_SUCCEEDED", status.error
-        line = metrics_lines(status.metrics_path)[-1]
-        assert line["failed_items"] == 8, "every item lacks the hanging and the wrong plugin's reward"
-        assert line["fruit1.failed_calls"] == 1 and line["fruit2.failed_calls"] == 1
-        assert line.get("skipped") == 1, "no item had a reward: no update"
+        # A hanging plugin fails the job before step 1, by name. One that answers the wrong count passes
+        # the one-item pre-flight (its one answer is right there) and fails the job at step 1.
+        for name, plugins_of_job, error in (
+                ("hanging", [[good], [hang]], "pre-flight: reward plugin 'fruit1' did not answer"),
+                ("wrong", [[good], [wrong]], "step 1: 8 of 8 items (100%) got no reward, above max_failed_fraction 0.5; "
+                                             "last plugin error: fruit1: ")):
+            bad = client.start_job(config_toml=job_toml(tmp_path, name, plugins_of_job, steps=1))
+            status = wait_for(client, bad.job.job_id)
+            assert recr1.v1.policy_pb2.JobState.Name(status.state) == "JOB_FAILED"
+            assert status.error.startswith(error), status.error
+            assert status.step == 0
+        assert "returned 1 results for 8 items" in status.error
         assert client.info().policy_version == 3
     finally:
         client.close()
         daemon.stop()
         for p in plugins:
             p.kill()
+
+
+def test_missing_rewards_fail_the_job_or_skip_the_step_never_nan(tmp_path):
+    write_prompts(tmp_path / "prompts.jsonl")
+    none, nan = f"ipc://{tmp_path}/none.sock", f"ipc://{tmp_path}/nan.sock"
+    plugins = [plugin(tmp_path, none, "none"), plugin(tmp_path, nan, "nan")]
+    daemon, client = start_daemon(tmp_path)
+    try:
+        # The plugins answer (the pre-flight passes) but score nothing: step 1 fails the job.
+        for name, address in (("unscored", none), ("nans", nan)):
+            started = client.start_job(config_toml=job_toml(tmp_path, name, [[address]], steps=2))
+            status = wait_for(client, started.job.job_id)
+            assert recr1.v1.policy_pb2.JobState.Name(status.state) == "JOB_FAILED"
+            assert status.error.startswith("step 1: 8 of 8 items (100%) got no reward, above max_failed_fraction 0.5"), \
+                status.error
+        assert "non-finite reward" in status.error
+        # Allowed to go on, the step says it skipped, and its line holds no NaN.
+        started = client.start_job(config_toml=job_toml(tmp_path, "tolerant", [[nan]], steps=1,
+                                                        extra="max_failed_fraction = 1.0"))
+        status = wait_for(client, started.job.job_id)
+        assert recr1.v1.policy_pb2.JobState.Name(status.state) == "JOB_SUCCEEDED", status.error
+        text = open(status.metrics_path).read()
+        assert "nan" not in text.lower()
+        line = metrics_lines(status.metrics_path)[-1]
+        assert line["skipped"] == 1 and line["failed_items"] == 8 and "reward_mean" not in line
+        assert "job tolerant step 1/1 skipped: no rewards (failed items 8)" in daemon.output()
+        assert client.info().policy_version == 0
+    finally:
+        client.close()
+        daemon.stop()
+        for p in plugins:
+            p.kill()
+
+
+def test_recr1d_train_fails_before_step_1_when_a_plugin_is_down(tmp_path):
+    write_prompts(tmp_path / "prompts.jsonl")
+    (tmp_path / "job.toml").write_text(job_toml(tmp_path, "down", [[f"ipc://{tmp_path}/nobody.sock"]], steps=3))
+    run = subprocess.run([recr1d_binary(), "train", str(tmp_path / "job.toml"), "--listen", f"ipc://{tmp_path}/t.sock",
+                          "--state-dir", str(tmp_path / "state")], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 1, run.stderr[-3000:]
+    assert "pre-flight: reward plugin 'fruit0' did not answer" in run.stderr
+    assert "step 1/3" not in run.stderr
 
 
 def test_bad_job_files_name_the_key(tmp_path):
