@@ -19,4 +19,6 @@ RECR1_KERNELS=avx2 swift test -c release -Xswiftc -enable-testing --skip-build -
 echo "== Python tests"
 RECR1D="$(swift build -c release -Xswiftc -enable-testing --show-bin-path)/recr1d" \
     "$PYTHON" -m pytest -q clients/python/tests
+echo "== Fuzz: 20k random, truncated, bit-flipped and absurd frames against a real recr1d (scripts/fuzz.py)"
+RECR1D="$(swift build -c release -Xswiftc -enable-testing --show-bin-path)/recr1d" "$PYTHON" scripts/fuzz.py --frames 20000
 echo "== C SDK tests" && RECR1D="$(swift build -c release -Xswiftc -enable-testing --show-bin-path)/recr1d" make -C clients/c test
