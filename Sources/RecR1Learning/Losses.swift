@@ -151,10 +151,11 @@ public struct DPOSettings {
 }
 
 public enum DPO {
-    /// Per pair, with h = (log π(chosen) − log π_ref(chosen)) − (log π(rejected) − log π_ref(rejected)) over
-    /// summed token log-probs and z = β·h:
+    /// Per pair, with h = (log π(chosen) − log π_ref(chosen)) − (log π(rejected) − log π_ref(rejected)) and
+    /// z = β·h:
     ///     sigmoid: ℓ = −(1 − s)·log σ(z) − s·log σ(−z)          IPO: ℓ = (h − 1/(2β))²
-    /// averaged over pairs. Metrics: rewards β·(log π − log π_ref) of chosen and rejected, and their margin.
+    /// averaged over pairs. A sequence's log π is the sum of its token log-probs for sigmoid, and their mean
+    /// for IPO (as in the IPO paper and TRL: the squared loss would otherwise grow with the length). Metrics: rewards β·(log π − log π_ref) of chosen and rejected, and their margin.
     /// The gradients are those of the chosen sequences, then those of the rejected ones.
     public static func loss(chosen: [ScoredSequence], rejected: [ScoredSequence], settings s: DPOSettings) -> LossResult {
         precondition(chosen.count == rejected.count && !chosen.isEmpty)
@@ -166,8 +167,11 @@ public enum DPO {
         var gradients: [[Float]] = []
         var rejectedGradients: [[Float]] = []
         for (c, r) in zip(chosen, rejected) {
-            let chosenLog = sum(c.logprobs) - sum(c.referenceLogprobs ?? [])
-            let rejectedLog = sum(r.logprobs) - sum(r.referenceLogprobs ?? [])
+            // dlog π(sequence)/dlog π(token): 1 for a sum, 1/length for a mean.
+            let chosenScale: Float = s.kind == .ipo ? 1 / Float(max(1, c.logprobs.count)) : 1
+            let rejectedScale: Float = s.kind == .ipo ? 1 / Float(max(1, r.logprobs.count)) : 1
+            let chosenLog = chosenScale * (sum(c.logprobs) - sum(c.referenceLogprobs ?? []))
+            let rejectedLog = rejectedScale * (sum(r.logprobs) - sum(r.referenceLogprobs ?? []))
             let h = chosenLog - rejectedLog
             let pairLoss: Float, dh: Float
             switch s.kind {
@@ -183,8 +187,8 @@ public enum DPO {
             loss += Double(pairLoss / pairs)
             chosenReward += Double(s.beta * chosenLog / pairs)
             rejectedReward += Double(s.beta * rejectedLog / pairs)
-            gradients.append(c.logprobs.map { _ in dh / pairs })            // dh/dlog π(chosen token) = 1
-            rejectedGradients.append(r.logprobs.map { _ in -dh / pairs })   // dh/dlog π(rejected token) = −1
+            gradients.append(c.logprobs.map { _ in chosenScale * dh / pairs })            // dh/dlog π(chosen token)
+            rejectedGradients.append(r.logprobs.map { _ in -rejectedScale * dh / pairs })   // dh/dlog π(rejected token)
         }
         return LossResult(loss: loss, gradients: gradients + rejectedGradients,
                           metrics: ["chosen_rewards": chosenReward, "rejected_rewards": rejectedReward,

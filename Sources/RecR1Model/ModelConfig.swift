@@ -101,8 +101,14 @@ public struct ModelConfig: Equatable {
             guard let value = json[key] as? Int else { throw FormatError(file, "missing or non-integer '\(key)'") }
             return value
         }
+        // `architectures` names the class; without it transformers goes by `model_type`, and so do we.
+        let modelTypes: [String: Architecture] = ["llama": .llama, "qwen2": .qwen2]
         let archName = (json["architectures"] as? [String])?.first ?? ""
-        guard let architecture = Architecture(rawValue: archName) else {
+        let modelType = json["model_type"] as? String
+        guard let architecture = Architecture(rawValue: archName) ?? (archName.isEmpty ? modelType.flatMap { modelTypes[$0] } : nil) else {
+            if archName.isEmpty {
+                throw FormatError(file, "no architectures, and model_type '\(modelType ?? "")' is not supported (llama, qwen2)")
+            }
             throw FormatError(file, "architectures '\(archName)' is not supported (LlamaForCausalLM, Qwen2ForCausalLM)")
         }
         let heads = try int("num_attention_heads")

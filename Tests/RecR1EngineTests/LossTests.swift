@@ -88,9 +88,13 @@ final class LossTests: EngineTestCase {
         // dℓ/dlog π(chosen token) = β·(−σ(−z)) = −0.0450166.
         XCTAssertEqual(result.gradients[0][0], -0.0450166, accuracy: 1e-6)
         XCTAssertEqual(result.gradients[1][0], 0.0450166, accuracy: 1e-6)
+        // IPO on mean token log-probs: h = (−1 − (−1.5)) − (−3 − (−2)) = 0.5 + 1 = 1.5; (1.5 − 1/0.2)² = 12.25;
+        // dℓ/dlog π(chosen token) = 2·(1.5 − 5)/2 = −3.5, dℓ/dlog π(rejected token) = +7.
         var ipo = DPOSettings()
-        ipo.kind = .ipo  // (2 − 1/0.2)² = 9
-        XCTAssertEqual(DPO.loss(chosen: chosen, rejected: rejected, settings: ipo).loss, 9, accuracy: 1e-5)
+        ipo.kind = .ipo
+        let ipoResult = DPO.loss(chosen: chosen, rejected: rejected, settings: ipo)
+        XCTAssertEqual(ipoResult.loss, 12.25, accuracy: 1e-5)
+        XCTAssertEqual(ipoResult.gradients, [[-3.5, -3.5], [7]])
     }
 
     func testSFT() {
@@ -112,6 +116,8 @@ final class LossTests: EngineTestCase {
         }
         var dpo = DPOSettings()
         dpo.labelSmoothing = 0.1
+        check(base) { DPO.loss(chosen: [$0[0]], rejected: [$0[1]], settings: dpo) }
+        dpo.kind = .ipo
         check(base) { DPO.loss(chosen: [$0[0]], rejected: [$0[1]], settings: dpo) }
         check(base) { SFT.loss($0) }
     }

@@ -510,7 +510,14 @@ final class SafetensorsTests: EngineTestCase {
 
         var noArchitectures = good
         noArchitectures["architectures"] = nil
-        assertFormatError("no architectures", contains: ["config.json", "architectures"]) { _ = try load(noArchitectures, "no-arch") }
+        noArchitectures["model_type"] = nil
+        assertFormatError("no architectures", contains: ["config.json", "architectures", "model_type"]) { _ = try load(noArchitectures, "no-arch") }
+        noArchitectures["model_type"] = "mistral"
+        assertFormatError("unknown model_type", contains: ["config.json", "'mistral'"]) { _ = try load(noArchitectures, "no-arch-mistral") }
+        // With model_type alone the model loads, as in transformers, and computes what the full config does.
+        noArchitectures["model_type"] = "llama"
+        let byType = try load(noArchitectures, "by-type")
+        XCTAssertEqual(byType.config, try load(good, "by-class").config)
 
         for key in ["hidden_size", "num_hidden_layers", "vocab_size", "num_attention_heads", "intermediate_size"] {
             var missing = good
