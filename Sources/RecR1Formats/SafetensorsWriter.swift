@@ -82,6 +82,7 @@ public enum DurableFile {
         try fm.createDirectory(atPath: parent.isEmpty ? "." : parent, withIntermediateDirectories: true)
         let temporary = "\(path).partial-\(getpid())"
         try? fm.removeItem(atPath: temporary)
+        removeAbandonedPartials(of: path)
         try fm.createDirectory(atPath: temporary, withIntermediateDirectories: false)
         do {
             try fill(temporary)
@@ -102,6 +103,20 @@ public enum DurableFile {
         }
         syncDirectory(parent.isEmpty ? "." : parent)
         try? fm.removeItem(atPath: previous)
+    }
+
+    /// Removes `path.partial-PID` directories left by processes that died while writing (kill -9, power
+    /// loss): nothing reads them, and they would hold a checkpoint's worth of disk each.
+    static func removeAbandonedPartials(of path: String) {
+        let fm = FileManager.default
+        let parent = (path as NSString).deletingLastPathComponent
+        let prefix = (path as NSString).lastPathComponent + ".partial-"
+        for name in (try? fm.contentsOfDirectory(atPath: parent.isEmpty ? "." : parent)) ?? [] where name.hasPrefix(prefix) {
+            guard let pid = pid_t(name.dropFirst(prefix.count)), pid != getpid() else { continue }
+            if kill(pid, 0) != 0 && errno == ESRCH {   // its writer is gone
+                try? fm.removeItem(atPath: (parent as NSString).appendingPathComponent(name))
+            }
+        }
     }
 
     /// `path`, or its predecessor when a crash stopped `replaceDirectory` between its two renames.
