@@ -1,8 +1,10 @@
 """Training jobs: StartJob / JobStatus / StopJob and `recr1d train`, with reward plugins as real processes.
 
-A plugin that crashes, one that hangs past its deadline and one that answers the wrong number of rewards:
-the job goes on and counts the failures. A daemon killed in the middle of a job resumes it from its last
-checkpoint and loses no completed step."""
+The plugin fault matrix: one that crashes behind a second address (the job goes on and counts the
+failures); one that hangs past its deadline or answers garbage bytes (the pre-flight fails the job, naming
+it); one that answers the wrong number of rewards, None or NaN (the step fails the job past
+max_failed_fraction, or is skipped and says so). A daemon killed in the middle of a job resumes it from its
+last checkpoint and loses no completed step."""
 
 import json
 import os
@@ -41,6 +43,17 @@ def reward(items):
 ready = threading.Event()
 threading.Thread(target=lambda: (ready.wait(), print("ready", flush=True)), daemon=True).start()
 recr1.serve_reward(reward, sys.argv[1], workers=2, ready_event=ready)
+'''
+
+
+# A "plugin" that answers every request with bytes that are no Reply envelope.
+GARBAGE = '''
+import sys, pynng
+sock = pynng.Rep0(listen=sys.argv[1])
+print("ready", flush=True)
+while True:
+    sock.recv()
+    sock.send(b"\\xff\\xfegarbage\\x00" * 3)
 '''
 
 
@@ -132,10 +145,14 @@ def test_a_grpo_job_runs_with_plugins_and_survives_failing_ones(tmp_path):
         assert all(0 <= line["reward_mean"] <= 1 for line in lines)
         assert all("fruit0.length" in line for line in lines)
 
-        # A hanging plugin fails the job before step 1, by name. One that answers the wrong count passes
-        # the one-item pre-flight (its one answer is right there) and fails the job at step 1.
+        # A hanging plugin and one that answers garbage bytes fail the job before step 1, by name. One that
+        # answers the wrong count passes the one-item pre-flight (its one answer is right there) and fails
+        # the job at step 1.
+        garbage = f"ipc://{tmp_path}/garbage.sock"
+        plugins.append(start_plugin(GARBAGE, garbage, tmp_path))
         for name, plugins_of_job, error in (
                 ("hanging", [[good], [hang]], "pre-flight: reward plugin 'fruit1' did not answer"),
+                ("garbage", [[good], [garbage]], "pre-flight: reward plugin 'fruit1' did not answer"),
                 ("wrong", [[good], [wrong]], "step 1: 8 of 8 items (100%) got no reward, above max_failed_fraction 0.5; "
                                              "last plugin error: fruit1: ")):
             bad = client.start_job(config_toml=job_toml(tmp_path, name, plugins_of_job, steps=1))
