@@ -51,6 +51,8 @@ struct Bench: ParsableCommand {
     var referenceScript = "scripts/reference/bench_torch.py"
     @Option(help: "The TRL GRPO reference script (with --grpo-step).")
     var trlScript = "scripts/reference/bench_trl_grpo.py"
+    @Option(help: "The GRPO step's 8 user messages (JSON), shared with the TRL script.")
+    var grpoPromptsFile = "scripts/reference/grpo_step_prompts.json"
     @Option(help: "TRL optimiser steps, the first a warm-up (with --grpo-step --reference).")
     var trlSteps = 3
     @Option(help: "Python for the reference.")
@@ -231,22 +233,15 @@ struct Bench: ParsableCommand {
                     : MatMul.dnnlImplementation(m: n, n: n, k: n, bf16: MatMul.backend == .onednnBF16)]
     }
 
-    /// The GRPO step's prompts, as in scripts/reference/bench_trl_grpo.py: ChatML user messages with the
-    /// template's default system line.
-    static let grpoMessages = [
-        "Explain in a few sentences why the sky looks blue during the day and red at sunset.",
-        "Write a short poem about a cat sleeping in the afternoon sun on a wooden windowsill.",
-        "What are three simple habits that help a student remember what they read?",
-        "Describe how a bicycle's gears make it easier to ride up a steep hill.",
-        "Give me a recipe idea for a quick vegetarian dinner using rice, beans and peppers.",
-        "Why do leaves change colour in autumn? Keep the answer short and suitable for a child.",
-        "Summarise the rules of chess for someone who has never played a board game before.",
-        "Tell me a short story about a robot who learns to paint landscapes by the sea.",
-    ]
-
+    /// The GRPO step's prompts: the user messages of `grpoPromptsFile` (shared with bench_trl_grpo.py) as
+    /// ChatML with the template's default system line.
     func grpoPrompts(_ tokenizer: Tokenizer) throws -> [[Int32]] {
+        let data = try Data(contentsOf: URL(fileURLWithPath: grpoPromptsFile))
+        guard let messages = try JSONSerialization.jsonObject(with: data) as? [String], messages.count == 8 else {
+            throw ValidationError("--grpo-prompts-file: \(grpoPromptsFile) must hold a JSON list of 8 strings")
+        }
         let template = try tokenizer.chatTemplate()
-        return Self.grpoMessages.map { message in
+        return messages.map { message in
             let text = template.render([ChatMessage(role: "user", content: message)], addGenerationPrompt: true)
             return tokenizer.encode(text, addSpecialTokens: false).map(Int32.init)
         }

