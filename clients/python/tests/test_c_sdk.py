@@ -215,7 +215,9 @@ def test_docs_example_builds_against_the_installed_library(built, tmp_path):
     for path in ("include/recr1.h", "include/recr1/v1/policy.pb-c.h", "lib/librecr1.a", "lib/librecr1.so",
                  "lib/pkgconfig/recr1.pc"):
         assert (prefix / path).exists(), path
-    env = dict(os.environ, PKG_CONFIG_PATH=str(prefix / "lib" / "pkgconfig"), LD_LIBRARY_PATH=str(prefix / "lib"))
+    # No LD_LIBRARY_PATH: recr1.pc's rpath lets the program find the library at a custom prefix.
+    env = dict(os.environ, PKG_CONFIG_PATH=str(prefix / "lib" / "pkgconfig"))
+    env.pop("LD_LIBRARY_PATH", None)
     flags = subprocess.run(["pkg-config", "--cflags", "--libs", "recr1"], capture_output=True, text=True, env=env,
                            check=True).stdout.split()
     source = tmp_path / "paris_reward.c"
