@@ -11,7 +11,7 @@ struct CheckpointHandlers {
 
     init(policy: Policy, config: ServerConfig) {
         self.policy = policy
-        paths = RequestPaths(stateDir: config.stateDir, allowedDirs: config.allowedDirs)
+        paths = config.requestPaths()
     }
 
     func register(in table: inout MethodTable) {

@@ -131,15 +131,17 @@ public struct JobConfig: Equatable {
         }
     }
 
-    public init(file path: String, stateDir: String, paths: RequestPaths? = nil) throws {
+    /// Reads and checks the job file at `path`; its text comes back too, kept beside the job for a resume.
+    public static func read(file path: String, stateDir: String, paths: RequestPaths? = nil) throws -> (job: JobConfig, text: String) {
         let text: String
         do {
             text = try String(contentsOfFile: path, encoding: .utf8)
         } catch {
             throw ConfigError(key: "", "cannot read \(path): \(error.localizedDescription)")
         }
-        try self.init(text: text, origin: path, baseDirectory: (path as NSString).deletingLastPathComponent, stateDir: stateDir,
-                      paths: paths)
+        let job = try JobConfig(text: text, origin: path, baseDirectory: (path as NSString).deletingLastPathComponent,
+                                stateDir: stateDir, paths: paths)
+        return (job, text)
     }
 }
 

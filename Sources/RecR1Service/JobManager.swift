@@ -19,7 +19,7 @@ public final class JobManager {
     public init(policy: Policy, config: ServerConfig, logger: Logger) {
         self.policy = policy
         self.config = config
-        paths = RequestPaths(stateDir: config.stateDir, allowedDirs: config.allowedDirs)
+        paths = config.requestPaths()
         self.logger = logger
     }
 
@@ -39,8 +39,9 @@ public final class JobManager {
             switch request.config {
             case .configPath(let path):
                 let full = try paths.resolve(path, field: "config_path")
-                job = try JobConfig(file: full, stateDir: config.stateDir, paths: paths)
-                source = (try? String(contentsOfFile: full, encoding: .utf8)).map { ($0, (full as NSString).deletingLastPathComponent) }
+                let read = try JobConfig.read(file: full, stateDir: config.stateDir, paths: paths)
+                job = read.job
+                source = (read.text, (full as NSString).deletingLastPathComponent)
             case .configToml(let text):
                 job = try JobConfig(text: text, origin: "config_toml", baseDirectory: config.stateDir, stateDir: config.stateDir,
                                     paths: paths)
@@ -131,8 +132,7 @@ public final class JobManager {
 
     /// Starts the job in `path` (`recr1d train`); returns its runner, to watch and to stop.
     public func start(file path: String) throws -> JobRunner {
-        let job = try JobConfig(file: path, stateDir: config.stateDir)
-        let text = try String(contentsOfFile: path, encoding: .utf8)
+        let (job, text) = try JobConfig.read(file: path, stateDir: config.stateDir)
         _ = try launch(job, source: (text, (path as NSString).deletingLastPathComponent))
         return lock.withLock { jobs[job.name]! }
     }

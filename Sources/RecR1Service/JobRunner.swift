@@ -28,7 +28,6 @@ public final class JobRunner {
     private let lock = NSLock()
     private var stopRequested = false
     private var status = (state: State.pending, step: 0, metrics: [String: Double](), error: "", checkpoint: "", checkpointStep: 0)
-    private var failedItems = 0
     private var lastPluginError: String?
 
     public init(config: JobConfig, policy: Policy, logger: Logger) throws {
@@ -211,6 +210,7 @@ public final class JobRunner {
             }
             let rewards = score(items, into: &metrics)
             let failed = rewards.filter { $0 == nil }.count
+            metrics["failed_items"] = Double(failed)
             if Double(failed) > config.maxFailedFraction * Double(items.count) {
                 let fraction = String(format: "%.0f%%", 100 * Double(failed) / Double(max(1, items.count)))
                 throw JobError(description: "step \(step): \(failed) of \(items.count) items (\(fraction)) got no reward, above "
@@ -277,11 +277,10 @@ public final class JobRunner {
         return item
     }
 
-    /// Σ weight · reward over the plugins; an item that any plugin could not score gets none (nil) and is
-    /// counted. A plugin whose whole call fails leaves all its items without reward.
+    /// Σ weight · reward over the plugins; an item that any plugin could not score gets none (nil). A
+    /// plugin whose whole call fails leaves all its items without reward.
     private func score(_ items: [Recr1_V1_RewardItem], into metrics: inout [String: Double]) -> [Float?] {
         var totals = [Float?](repeating: 0, count: items.count)
-        var failed = 0
         for plugin in plugins {
             do {
                 let results = try plugin.score(items)
@@ -301,9 +300,6 @@ public final class JobRunner {
                 totals = totals.map { _ in nil }
             }
         }
-        failed = totals.filter { $0 == nil }.count
-        failedItems += failed
-        metrics["failed_items"] = Double(failed)
         return totals
     }
 

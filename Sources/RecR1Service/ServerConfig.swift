@@ -52,6 +52,11 @@ public struct ServerConfig: Equatable {
         listen.isEmpty ? [ListenAddress.defaultAddress] : try listen.map(ListenAddress.init(parsing:))
     }
 
+    /// Where request paths may point: the state dir and `allowedDirs`, resolved now.
+    public func requestPaths() -> RequestPaths {
+        RequestPaths(stateDir: stateDir, allowedDirs: allowedDirs)
+    }
+
     /// The token from `tokenFile`, with surrounding whitespace removed.
     public func authToken() throws -> String? {
         guard let tokenFile else { return nil }

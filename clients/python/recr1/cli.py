@@ -59,8 +59,9 @@ def main(argv=None):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command == "data":
         return data_cli.run(args)
-    if args.command in ("run", "eval", "probe") and extras.missing():
-        print(f"recr1 {args.command}: needs {', '.join(extras.missing())}: {extras.INSTALL}", file=sys.stderr)
+    absent = extras.missing() if args.command in ("run", "eval", "probe") else []
+    if absent:
+        print(f"recr1 {args.command}: needs {', '.join(absent)}: {extras.INSTALL}", file=sys.stderr)
         return 2
     if args.command == "run":
         return recipes_cli.run_command(args)
