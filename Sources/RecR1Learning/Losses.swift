@@ -33,6 +33,9 @@ public struct GRPOSettings {
     public enum Scaling { case group, batch, none }
     public enum Aggregation { case tokenMean, sequenceMean, constant(maxTokens: Int) }
     public enum KL { case k1, k2, k3 }
+    /// The policy term: PPO's clipped token ratio (GRPO, DAPO), GSPO's clipped sequence ratio, or CISPO's
+    /// clipped, stopped-gradient importance weight on a REINFORCE term.
+    public enum Objective { case clippedToken, clippedSequence, cispo }
 
     public var epsilonLow: Float = 0.2
     public var epsilonHigh: Float = 0.2      // DAPO's clip-higher: e.g. 0.28
@@ -42,6 +45,7 @@ public struct GRPOSettings {
     public var aggregation: Aggregation = .tokenMean
     public var advantageEpsilon: Float = 1e-4
     public var entropyCoefficient: Float = 0  // c in ℓ_t −= c·H_t (0 = off)
+    public var objective: Objective = .clippedToken
 
     public init() {}
 }
@@ -71,8 +75,12 @@ public enum GRPO {
         }
     }
 
-    /// Per token t of sequence i, with ratio ρ = exp(log p − log p_old):
-    ///     ℓ_t = −min(ρ·A_i, clip(ρ, 1 − ε_low, 1 + ε_high)·A_i) + β·KL_t
+    /// Per token t of sequence i, with ratio ρ_t = exp(log p_t − log p_old,t), the policy term is
+    ///     GRPO  (.clippedToken):    −min(ρ_t·A_i, clip(ρ_t, 1 − ε_low, 1 + ε_high)·A_i)
+    ///     GSPO  (.clippedSequence): −min(s_i·A_i, clip(s_i, 1 − ε_low, 1 + ε_high)·A_i),
+    ///                               s_i = exp(mean_t (log p_t − log p_old,t)), the same for every token of i
+    ///     CISPO (.cispo):           −sg(clip(ρ_t, 1 − ε_low, 1 + ε_high))·A_i·log p_t   (sg: no gradient)
+    /// and ℓ_t = policy term + β·KL_t, where
     /// KL_t: k1 = log p − log p_ref, k2 = (log p − log p_ref)² / 2, k3 = e^(log p_ref − log p) − (log p_ref − log p) − 1.
     /// With an entropy bonus, ℓ_t −= c·H_t, H_t the entropy of the policy's distribution at token t.
     /// Aggregated by token mean, by the mean of each sequence's token mean, or by Σ / (sequences · max tokens).
@@ -101,19 +109,40 @@ public enum GRPO {
                 for t in 0..<n { loss -= Double(weight * s.entropyCoefficient * sequenceEntropies[t]) }
                 entropyGradients.append([Float](repeating: -weight * s.entropyCoefficient, count: n))
             }
+            func clip(_ ratio: Float) -> Float { min(max(ratio, 1 - s.epsilonLow), 1 + s.epsilonHigh) }
+            // GSPO's sequence ratio, and its policy term: the same for every token of the sequence.
+            var sequenceTerm: (loss: Float, d: Float, clipped: Bool) = (0, 0, false)
+            if s.objective == .clippedSequence {
+                var logRatio: Float = 0
+                for t in 0..<n { logRatio += sequence.logprobs[t] - (sequence.oldLogprobs?[t] ?? sequence.logprobs[t]) }
+                let ratio = expf(logRatio / Float(max(1, n)))
+                let unclipped = ratio * advantage, bounded = clip(ratio) * advantage
+                // Σ_u weight·ℓ over the sequence's n tokens, differentiated in log p_t: n·weight·(−s·A / n).
+                sequenceTerm = unclipped <= bounded ? (-unclipped, -unclipped, false) : (-bounded, 0, true)
+            }
             for t in 0..<n {
                 let logp = sequence.logprobs[t]
                 let ratio = expf(logp - (sequence.oldLogprobs?[t] ?? logp))
-                let unclipped = ratio * advantage
-                let bounded = min(max(ratio, 1 - s.epsilonLow), 1 + s.epsilonHigh) * advantage
                 var tokenLoss: Float, d: Float
-                if unclipped <= bounded {
-                    tokenLoss = -unclipped
-                    d = -unclipped          // d(ρA)/dlog p = ρA
-                } else {
-                    tokenLoss = -bounded
-                    d = 0                   // the clipped term does not depend on log p
-                    clipped += 1
+                switch s.objective {
+                case .clippedToken:
+                    let unclipped = ratio * advantage, bounded = clip(ratio) * advantage
+                    if unclipped <= bounded {
+                        tokenLoss = -unclipped
+                        d = -unclipped          // d(ρA)/dlog p = ρA
+                    } else {
+                        tokenLoss = -bounded
+                        d = 0                   // the clipped term does not depend on log p
+                        clipped += 1
+                    }
+                case .clippedSequence:
+                    (tokenLoss, d) = (sequenceTerm.loss, sequenceTerm.d)
+                    if sequenceTerm.clipped { clipped += 1 }
+                case .cispo:
+                    let weightIS = clip(ratio)  // a constant of the loss: only log p carries the gradient
+                    if weightIS != ratio { clipped += 1 }
+                    tokenLoss = -weightIS * advantage * logp
+                    d = -weightIS * advantage
                 }
                 if s.beta != 0, let reference = sequence.referenceLogprobs?[t] {
                     let delta = logp - reference

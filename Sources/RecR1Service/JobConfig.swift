@@ -1,4 +1,5 @@
 import Foundation
+import RecR1Learning
 
 /// A training job (`recr1d train JOB.toml`, or StartJob): prompts, sampling, the algorithm, the reward
 /// plugins, how long, and where its metrics and checkpoints go. Errors name the key.
@@ -38,6 +39,7 @@ public struct JobConfig: Equatable {
     public var beta: Float = 0                 // GRPO's KL coefficient (0 skips the reference)
     public var epsilonLow: Float = 0.2
     public var epsilonHigh: Float = 0.2
+    public var objective = GRPOSettings.Objective.clippedToken   // TOML: "grpo", "gspo" or "cispo"
     public var dpoBeta: Float = 0.1
     public var checkpointEvery = 0             // 0 = at the end only
     /// A step in which more than this fraction of the items got no reward fails the job (a plugin down,
@@ -87,6 +89,11 @@ public struct JobConfig: Equatable {
         if let v = try toml.double("beta", in: 0...1000) { beta = Float(v) }
         if let v = try toml.double("epsilon_low", in: 0...1) { epsilonLow = Float(v) }
         epsilonHigh = try toml.double("epsilon_high", in: 0...10).map(Float.init) ?? epsilonLow
+        if let v = try toml.string("objective") {
+            let objectives: [String: GRPOSettings.Objective] = ["grpo": .clippedToken, "gspo": .clippedSequence, "cispo": .cispo]
+            guard let objective = objectives[v] else { throw ConfigError(key: "objective", "'\(v)' is not grpo, gspo or cispo") }
+            self.objective = objective
+        }
         if let v = try toml.double("dpo_beta", in: 1e-6...1000) { dpoBeta = Float(v) }
         if let v = try toml.int("checkpoint_every", in: 0...100_000_000) { checkpointEvery = v }
         if let v = try toml.double("max_failed_fraction", in: 0...1) { maxFailedFraction = v }

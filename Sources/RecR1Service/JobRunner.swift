@@ -236,6 +236,7 @@ public final class JobRunner {
                 settings.beta = config.beta
                 settings.epsilonLow = config.epsilonLow
                 settings.epsilonHigh = config.epsilonHigh
+                settings.objective = config.objective
                 report = try policy.train { $0.grpo(groups: groups, settings: settings, learningRate: rate) }.report
             } else {
                 let pairs = groups.compactMap { group -> PreferencePair? in

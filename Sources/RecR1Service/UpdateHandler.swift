@@ -99,6 +99,13 @@ struct UpdateHandler {
         case .klK2: s.kl = .k2
         case .UNRECOGNIZED(let v): throw RPCError.invalidArgument("grpo.config.kl_estimator", "\(v) is not K3 (0), K1 (1) or K2 (2)")
         }
+        switch c.objective {
+        case .objectiveClippedToken: s.objective = .clippedToken
+        case .objectiveClippedSequence: s.objective = .clippedSequence
+        case .objectiveCispo: s.objective = .cispo
+        case .UNRECOGNIZED(let v):
+            throw RPCError.invalidArgument("grpo.config.objective", "\(v) is not CLIPPED_TOKEN (0), CLIPPED_SEQUENCE (1) or CISPO (2)")
+        }
         switch c.advantageScaling {
         case .scaleByGroupStd: s.scaling = .group
         case .scaleByBatchStd: s.scaling = .batch

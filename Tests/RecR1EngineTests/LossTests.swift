@@ -34,6 +34,46 @@ final class LossTests: EngineTestCase {
         XCTAssertEqual(higher.loss, -1.5, accuracy: 1e-6)
     }
 
+    func testGSPOSequenceRatioByHand() {
+        // s = exp(mean(log 2 − 0, 0 − 0)) = √2; A = 1. With ε = 0.2 the sequence is clipped at 1.2: every token's
+        // loss is −1.2 and no gradient flows. With ε_high = 0.5 it is not: each token has loss −√2 and, by the
+        // token mean over 2 tokens, gradient −√2 / 2.
+        var s = GRPOSettings()
+        s.objective = .clippedSequence
+        let sequence = [ScoredSequence(logprobs: [logf(2), 0], oldLogprobs: [0, 0])]
+        let clipped = GRPO.loss(sequence, advantages: [1], settings: s)
+        XCTAssertEqual(clipped.loss, -1.2, accuracy: 1e-6)
+        XCTAssertEqual(clipped.gradients, [[0, 0]])
+        XCTAssertEqual(clipped.metrics["clip_fraction"], 1)
+        s.epsilonHigh = 0.5
+        let open = GRPO.loss(sequence, advantages: [1], settings: s)
+        XCTAssertEqual(open.loss, -Double(2.0.squareRoot()), accuracy: 1e-6)
+        XCTAssertEqual(open.gradients[0][0], -Float(2.0.squareRoot()) / 2, accuracy: 1e-6)
+        XCTAssertEqual(open.gradients[0][1], -Float(2.0.squareRoot()) / 2, accuracy: 1e-6)
+        // The token ratio would be 2 on the first token and 1 on the second: GRPO clips one token, GSPO neither.
+        var token = s
+        token.objective = .clippedToken
+        XCTAssertEqual(GRPO.loss(sequence, advantages: [1], settings: token).gradients[0][0], 0)
+    }
+
+    func testCISPOKeepsTheGradientOfClippedTokens() {
+        // ρ = 1.5, clipped to 1.2 as a constant weight: ℓ = −1.2·A·log 1.5 and dℓ/dlog p = −1.2·A, where GRPO's
+        // clipped term (A = 1) would give no gradient at all.
+        var s = GRPOSettings()
+        s.objective = .cispo
+        let sequence = [ScoredSequence(logprobs: [logf(1.5)], oldLogprobs: [0])]
+        let up = GRPO.loss(sequence, advantages: [1], settings: s)
+        XCTAssertEqual(up.loss, -1.2 * Double(logf(1.5)), accuracy: 1e-6)
+        XCTAssertEqual(up.gradients[0][0], -1.2, accuracy: 1e-6)
+        XCTAssertEqual(up.metrics["clip_fraction"], 1)
+        let down = GRPO.loss(sequence, advantages: [-1], settings: s)
+        XCTAssertEqual(down.gradients[0][0], 1.2, accuracy: 1e-6)
+        // Inside the bounds the weight is the ratio itself, so the gradient is GRPO's, −ρ·A.
+        let inside = [ScoredSequence(logprobs: [logf(1.1)], oldLogprobs: [0])]
+        XCTAssertEqual(GRPO.loss(inside, advantages: [0.5], settings: s).gradients[0][0], -1.1 * 0.5, accuracy: 1e-6)
+        XCTAssertEqual(GRPO.loss(inside, advantages: [0.5], settings: GRPOSettings()).gradients[0][0], -1.1 * 0.5, accuracy: 1e-6)
+    }
+
     func testKLEstimatorsByHand() {
         // log p = −1, log p_ref = −1.5, A = 0 (only the KL term), β = 1, one token.
         var s = GRPOSettings()
@@ -114,6 +154,22 @@ final class LossTests: EngineTestCase {
             s.kl = kl
             check(base) { GRPO.loss($0, advantages: [0.7, -1.3], settings: s) }
         }
+        // GSPO, every aggregation: the first two sequences inside their bounds (s ≈ 0.94, 0.98), the third outside
+        // (s = e^0.5), clipped when its advantage is positive and not when it is negative.
+        s.objective = .clippedSequence
+        let gspo = base + [ScoredSequence(logprobs: [-0.5, -0.5], oldLogprobs: [-1, -1], referenceLogprobs: [-0.6, -0.4])]
+        for aggregation in [GRPOSettings.Aggregation.tokenMean, .sequenceMean, .constant(maxTokens: 4)] {
+            s.aggregation = aggregation
+            check(gspo) { GRPO.loss($0, advantages: [0.7, -1.3, 0.9], settings: s) }
+            check(gspo) { GRPO.loss($0, advantages: [-0.7, 1.3, -0.9], settings: s) }
+        }
+        // CISPO's weight carries no gradient: the difference quotient moves log p and log p_old together, so the
+        // ratio (and the weight) stays fixed while log p and the KL term move.
+        s.objective = .cispo
+        s.aggregation = .tokenMean
+        s.epsilonLow = 0.05
+        s.epsilonHigh = 0.1
+        check(base, holdingRatio: true) { GRPO.loss($0, advantages: [0.7, -1.3], settings: s) }
         var dpo = DPOSettings()
         dpo.labelSmoothing = 0.1
         check(base) { DPO.loss(chosen: [$0[0]], rejected: [$0[1]], settings: dpo) }
@@ -122,7 +178,7 @@ final class LossTests: EngineTestCase {
         check(base) { SFT.loss($0) }
     }
 
-    private func check(_ sequences: [ScoredSequence], _ loss: ([ScoredSequence]) -> LossResult) {
+    private func check(_ sequences: [ScoredSequence], holdingRatio: Bool = false, _ loss: ([ScoredSequence]) -> LossResult) {
         let analytic = loss(sequences).gradients
         let epsilon: Float = 1e-3
         for i in sequences.indices {
@@ -130,6 +186,10 @@ final class LossTests: EngineTestCase {
                 var up = sequences, down = sequences
                 up[i].logprobs[t] += epsilon
                 down[i].logprobs[t] -= epsilon
+                if holdingRatio {
+                    up[i].oldLogprobs?[t] += epsilon
+                    down[i].oldLogprobs?[t] -= epsilon
+                }
                 let numeric = (loss(up).loss - loss(down).loss) / Double(2 * epsilon)
                 XCTAssertEqual(Double(analytic[i][t]), numeric, accuracy: 2e-4 + 1e-3 * abs(numeric), "sequence \(i), token \(t)")
             }

@@ -8,10 +8,18 @@ def _float(value):
     return common_pb2.FloatValue(value=value)
 
 
+def _choice(argument, value, choices):
+    if value not in choices:
+        raise ValueError(f"{argument}: {value!r} is not one of {', '.join(map(repr, choices))}")
+    return choices[value]
+
+
 def grpo_batch(groups, *, epsilon_low=None, epsilon_high=None, beta=None, kl="k3", aggregation="token_mean",
-               scaling="group", entropy_coefficient=0.0, advantage_epsilon=None, max_completion_tokens=0):
+               scaling="group", entropy_coefficient=0.0, advantage_epsilon=None, max_completion_tokens=0,
+               objective="grpo"):
     """groups: a list of groups, each a list of (sample, reward) where sample is a rollout id (str) from
-    Generate, or a dict with prompt_tokens, completion_tokens and optionally old_logprobs."""
+    Generate, or a dict with prompt_tokens, completion_tokens and optionally old_logprobs. objective: "grpo"
+    (clipped token ratio), "gspo" (clipped sequence ratio) or "cispo" (clipped importance weight, no gradient)."""
     config = policy_pb2.GrpoConfig(
         kl_estimator={"k3": policy_pb2.KL_K3, "k1": policy_pb2.KL_K1, "k2": policy_pb2.KL_K2}[kl],
         aggregation={"token_mean": policy_pb2.AGGREGATION_TOKEN_MEAN,
@@ -19,7 +27,10 @@ def grpo_batch(groups, *, epsilon_low=None, epsilon_high=None, beta=None, kl="k3
                      "constant": policy_pb2.AGGREGATION_CONSTANT_NORMALIZER}[aggregation],
         advantage_scaling={"group": policy_pb2.SCALE_BY_GROUP_STD, "batch": policy_pb2.SCALE_BY_BATCH_STD,
                            "none": policy_pb2.SCALE_NONE}[scaling],
-        entropy_coefficient=entropy_coefficient, max_completion_tokens=max_completion_tokens)
+        entropy_coefficient=entropy_coefficient, max_completion_tokens=max_completion_tokens,
+        objective=_choice("objective", objective, {"grpo": policy_pb2.OBJECTIVE_CLIPPED_TOKEN,
+                                                   "gspo": policy_pb2.OBJECTIVE_CLIPPED_SEQUENCE,
+                                                   "cispo": policy_pb2.OBJECTIVE_CISPO}))
     for name, value in (("epsilon_low", epsilon_low), ("epsilon_high", epsilon_high), ("beta", beta),
                         ("advantage_epsilon", advantage_epsilon)):
         if value is not None:

@@ -219,6 +219,7 @@ def test_bad_job_files_name_the_key(tmp_path):
             ('name = "x"\nprompts = "p.jsonl"\n', "steps"),
             (job_toml(tmp_path, "x", [["ipc:///tmp/none.sock"]]).replace('algorithm = "grpo"', 'algorithm = "ppo"'), "algorithm"),
             (job_toml(tmp_path, "x", []), "plugins"),
+            (job_toml(tmp_path, "x", [["ipc:///tmp/none.sock"]], extra='objective = "ppo"'), "objective"),
             (job_toml(tmp_path, "x", [["ipc:///tmp/none.sock"]], extra="stepz = 3"), "stepz"),
             (job_toml(tmp_path, "x", [["ipc:///tmp/none.sock"]]).replace("prompts.jsonl", "missing.jsonl"), "prompts"),
         ]

@@ -75,6 +75,32 @@ def test_grpo_update_by_rollout_ids_bumps_the_version(policy):
     assert again.applied and again.policy_version == 2 and again.metrics.kl > 0
 
 
+def unknown_objective(groups):
+    """A GrpoBatch whose objective is a number no enum value has (a client built from a newer proto)."""
+    batch = recr1.grpo_batch(groups)
+    batch.config.objective = 7
+    return batch
+
+
+def test_gspo_and_cispo_updates_move_the_policy(policy):
+    """The two other policy terms through the real socket: each applies an optimiser step that changes the
+    policy's log-probs, and reports a clip fraction; a second pass over the same rollouts has ratios != 1."""
+    for objective in ("gspo", "cispo"):
+        version, before, _ = logprobs(policy)
+        samples = policy.generate([FRUIT], n=4, max_new_tokens=8, seed=5).results[0].completions
+        group = [list(zip([s.rollout_id for s in samples], [1.0, 0.0, 0.5, 0.0]))]
+        reply = policy.update(grpo=recr1.grpo_batch(group, objective=objective, beta=0.0), learning_rate=1e-3)
+        assert reply.applied and reply.policy_version == version + 1, objective
+        assert reply.metrics.grad_norm > 0 and reply.metrics.clip_fraction == 0, objective  # ratio 1 on the first pass
+        _, after, _ = logprobs(policy)
+        assert max(abs(a - b) for x, y in zip(after, before) for a, b in zip(x, y)) > 1e-4, objective
+        again = policy.update(grpo=recr1.grpo_batch(group, objective=objective, beta=0.0, epsilon_low=1e-6),
+                              learning_rate=1e-3)
+        assert again.applied and again.metrics.clip_fraction > 0, objective
+    with pytest.raises(ValueError, match="objective"):
+        recr1.grpo_batch(group, objective="ppo")
+
+
 def test_explicit_samples_dpo_and_sft_updates(policy):
     ids = policy.apply_chat_template([FRUIT]).tokens[0].ids
     apple, rock = policy.tokenize(["Apple.", "A rock."])
@@ -115,6 +141,8 @@ def test_bad_updates_name_the_field_and_change_nothing(policy):
                                                           ({"prompt_tokens": ids, "completion_tokens": [49152]}, 0.0)]]))),
         (recr1.InvalidArgument, "grpo.config.epsilon_low",
          policy_pb2.UpdateRequest(grpo=recr1.grpo_batch([[(r.rollout_id, 1.0) for r in rollout]], epsilon_low=-1.0))),
+        (recr1.InvalidArgument, "grpo.config.objective",
+         policy_pb2.UpdateRequest(grpo=unknown_objective([[(r.rollout_id, 1.0) for r in rollout]]))),
         (recr1.InvalidArgument, "dpo.config.beta", policy_pb2.UpdateRequest(dpo=recr1.dpo_batch([(FRUIT, "a", "b")], beta=0.0))),
         (recr1.InvalidArgument, "dpo.pairs[0].rejected", policy_pb2.UpdateRequest(dpo=recr1.dpo_batch([(FRUIT, "a", "")]))),
         (recr1.InvalidArgument, "sft.pairs", policy_pb2.UpdateRequest(sft=policy_pb2.SftBatch())),

@@ -244,6 +244,50 @@ public nonisolated enum Recr1_V1_AdvantageScaling: SwiftProtobuf.Enum, Swift.Cas
 
 }
 
+public nonisolated enum Recr1_V1_PolicyObjective: SwiftProtobuf.Enum, Swift.CaseIterable {
+  public typealias RawValue = Int
+
+  /// PPO's clipped token ratio (GRPO, DAPO)
+  case objectiveClippedToken // = 0
+
+  /// GSPO: the clipped ratio of the sequence, exp(mean over tokens of log ratio)
+  case objectiveClippedSequence // = 1
+
+  /// CISPO: clip(token ratio), without gradient, times A * log pi
+  case objectiveCispo // = 2
+  case UNRECOGNIZED(Int)
+
+  public init() {
+    self = .objectiveClippedToken
+  }
+
+  public init?(rawValue: Int) {
+    switch rawValue {
+    case 0: self = .objectiveClippedToken
+    case 1: self = .objectiveClippedSequence
+    case 2: self = .objectiveCispo
+    default: self = .UNRECOGNIZED(rawValue)
+    }
+  }
+
+  public var rawValue: Int {
+    switch self {
+    case .objectiveClippedToken: return 0
+    case .objectiveClippedSequence: return 1
+    case .objectiveCispo: return 2
+    case .UNRECOGNIZED(let i): return i
+    }
+  }
+
+  // The compiler won't synthesize support with the UNRECOGNIZED case.
+  public static let allCases: [Recr1_V1_PolicyObjective] = [
+    .objectiveClippedToken,
+    .objectiveClippedSequence,
+    .objectiveCispo,
+  ]
+
+}
+
 public nonisolated enum Recr1_V1_DpoLoss: SwiftProtobuf.Enum, Swift.CaseIterable {
   public typealias RawValue = Int
   case dpoSigmoid // = 0
@@ -969,6 +1013,9 @@ public nonisolated struct Recr1_V1_GrpoConfig: Sendable {
   /// Dr. GRPO's constant; 0 = the longest completion in the batch
   public var maxCompletionTokens: UInt32 = 0
 
+  /// the policy term; epsilon_low / epsilon_high bound its ratio
+  public var objective: Recr1_V1_PolicyObjective = .objectiveClippedToken
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1596,6 +1643,10 @@ nonisolated extension Recr1_V1_LossAggregation: SwiftProtobuf._ProtoNameProvidin
 
 nonisolated extension Recr1_V1_AdvantageScaling: SwiftProtobuf._ProtoNameProviding {
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0SCALE_BY_GROUP_STD\0\u{1}SCALE_BY_BATCH_STD\0\u{1}SCALE_NONE\0")
+}
+
+nonisolated extension Recr1_V1_PolicyObjective: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0OBJECTIVE_CLIPPED_TOKEN\0\u{1}OBJECTIVE_CLIPPED_SEQUENCE\0\u{1}OBJECTIVE_CISPO\0")
 }
 
 nonisolated extension Recr1_V1_DpoLoss: SwiftProtobuf._ProtoNameProviding {
@@ -2617,7 +2668,7 @@ nonisolated extension Recr1_V1_ScoreReply: SwiftProtobuf.Message, SwiftProtobuf.
 
 nonisolated extension Recr1_V1_GrpoConfig: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".GrpoConfig"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}epsilon_low\0\u{3}epsilon_high\0\u{1}beta\0\u{3}kl_estimator\0\u{1}aggregation\0\u{3}advantage_scaling\0\u{3}entropy_coefficient\0\u{3}advantage_epsilon\0\u{3}max_completion_tokens\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}epsilon_low\0\u{3}epsilon_high\0\u{1}beta\0\u{3}kl_estimator\0\u{1}aggregation\0\u{3}advantage_scaling\0\u{3}entropy_coefficient\0\u{3}advantage_epsilon\0\u{3}max_completion_tokens\0\u{1}objective\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2634,6 +2685,7 @@ nonisolated extension Recr1_V1_GrpoConfig: SwiftProtobuf.Message, SwiftProtobuf.
       case 7: try { try decoder.decodeSingularFloatField(value: &self.entropyCoefficient) }()
       case 8: try { try decoder.decodeSingularMessageField(value: &self._advantageEpsilon) }()
       case 9: try { try decoder.decodeSingularUInt32Field(value: &self.maxCompletionTokens) }()
+      case 10: try { try decoder.decodeSingularEnumField(value: &self.objective) }()
       default: break
       }
     }
@@ -2671,6 +2723,9 @@ nonisolated extension Recr1_V1_GrpoConfig: SwiftProtobuf.Message, SwiftProtobuf.
     if self.maxCompletionTokens != 0 {
       try visitor.visitSingularUInt32Field(value: self.maxCompletionTokens, fieldNumber: 9)
     }
+    if self.objective != .objectiveClippedToken {
+      try visitor.visitSingularEnumField(value: self.objective, fieldNumber: 10)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -2684,6 +2739,7 @@ nonisolated extension Recr1_V1_GrpoConfig: SwiftProtobuf.Message, SwiftProtobuf.
     if lhs.entropyCoefficient != rhs.entropyCoefficient {return false}
     if lhs._advantageEpsilon != rhs._advantageEpsilon {return false}
     if lhs.maxCompletionTokens != rhs.maxCompletionTokens {return false}
+    if lhs.objective != rhs.objective {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -33,7 +33,7 @@ GRPO_DEFAULTS = {
     "kl": "k3", "temperature": 0.6, "top_p": 0.95, "max_new_tokens": 96, "history": 5, "reward_k": 1000,
     "checkpoint_every": 4, "keep_flat_groups": False, "cold_start_steps": 0, "cold_start_prompts": 32,
     "cold_start_samples": 2, "cold_start_batch": 4, "cold_start_learning_rate": 1e-3,
-    "aggregation": "token_mean", "scaling": "group", "entropy_coefficient": 0.0, "targets_per_user": 1,
+    "aggregation": "token_mean", "objective": "grpo", "scaling": "group", "entropy_coefficient": 0.0, "targets_per_user": 1,
     "eval_every": 0, "eval_users": 64,
 }
 
@@ -77,7 +77,8 @@ RECIPES = {
         "with the text as the query; best and worst -> DPO (sigmoid, beta 0.1)",
         {k: v for k, v in dict(GRPO_DEFAULTS, samples=4, beta=0.1, temperature=1.0, top_p=1.0, max_new_tokens=64,
                                 learning_rate=5e-4).items()
-         if k not in ("group_size", "clip", "kl", "keep_flat_groups", "aggregation", "scaling", "entropy_coefficient")},
+         if k not in ("group_size", "clip", "kl", "keep_flat_groups", "aggregation", "objective", "scaling",
+                      "entropy_coefficient")},
         {"candidates per user": "N (the brief: best and worst of N)", "loss": "DPO, sigmoid", "beta": "about 0.1"}),
 }
 

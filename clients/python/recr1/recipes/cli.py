@@ -81,6 +81,9 @@ def add_commands(commands):
     loop.add_argument("--kl", choices=("k1", "k2", "k3"), help="GRPO: KL estimator (default k3)")
     loop.add_argument("--aggregation", choices=("token_mean", "sequence_mean", "constant"),
                       help="GRPO: loss aggregation (default token_mean; constant = Dr. GRPO's normaliser)")
+    loop.add_argument("--objective", choices=("grpo", "gspo", "cispo"),
+                      help="GRPO: the policy term: clipped token ratio (default grpo), clipped sequence ratio (gspo) "
+                           "or CISPO's clipped importance weight")
     loop.add_argument("--scaling", choices=("group", "batch", "none"),
                       help="GRPO: advantage scaling by the group's std, the batch's, or none (Dr. GRPO)")
     loop.add_argument("--keep-flat-groups", action="store_true", default=None,
@@ -187,7 +190,7 @@ def run_options(args):
     if recipe is None:
         raise UsageError(f"recipe: unknown '{args.recipe}' (known: {', '.join(RECIPES)})")
     options = dict(recipe.defaults)
-    for name in list(RUN_OPTIONS) + ["kl", "aggregation", "scaling", "keep_flat_groups"]:
+    for name in list(RUN_OPTIONS) + ["kl", "aggregation", "objective", "scaling", "keep_flat_groups"]:
         value = getattr(args, name)
         if value is not None:
             if name not in options:

@@ -145,7 +145,8 @@ def grpo_step(client, scorer, task, batch, options, step, lr_override):
     if groups:
         batch_message = grpo_batch(groups, beta=options["beta"], epsilon_low=options["clip"], kl=options["kl"],
                                    aggregation=options["aggregation"], scaling=options["scaling"],
-                                   entropy_coefficient=options["entropy_coefficient"])
+                                   entropy_coefficient=options["entropy_coefficient"],
+                                   objective=options.get("objective", "grpo"))
         record.update(_update_fields(client.update(grpo=batch_message, learning_rate=lr_override)))
     else:
         record["skipped"] = "every group's rewards are equal"

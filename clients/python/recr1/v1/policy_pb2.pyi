@@ -26,6 +26,9 @@ JOB_SUCCEEDED: JobState
 KL_K1: KlEstimator
 KL_K2: KlEstimator
 KL_K3: KlEstimator
+OBJECTIVE_CISPO: PolicyObjective
+OBJECTIVE_CLIPPED_SEQUENCE: PolicyObjective
+OBJECTIVE_CLIPPED_TOKEN: PolicyObjective
 SCALE_BY_BATCH_STD: AdvantageScaling
 SCALE_BY_GROUP_STD: AdvantageScaling
 SCALE_NONE: AdvantageScaling
@@ -164,7 +167,7 @@ class GrpoBatch(_message.Message):
     def __init__(self, groups: _Optional[_Iterable[_Union[GrpoGroup, _Mapping]]] = ..., config: _Optional[_Union[GrpoConfig, _Mapping]] = ...) -> None: ...
 
 class GrpoConfig(_message.Message):
-    __slots__ = ["advantage_epsilon", "advantage_scaling", "aggregation", "beta", "entropy_coefficient", "epsilon_high", "epsilon_low", "kl_estimator", "max_completion_tokens"]
+    __slots__ = ["advantage_epsilon", "advantage_scaling", "aggregation", "beta", "entropy_coefficient", "epsilon_high", "epsilon_low", "kl_estimator", "max_completion_tokens", "objective"]
     ADVANTAGE_EPSILON_FIELD_NUMBER: _ClassVar[int]
     ADVANTAGE_SCALING_FIELD_NUMBER: _ClassVar[int]
     AGGREGATION_FIELD_NUMBER: _ClassVar[int]
@@ -174,6 +177,7 @@ class GrpoConfig(_message.Message):
     EPSILON_LOW_FIELD_NUMBER: _ClassVar[int]
     KL_ESTIMATOR_FIELD_NUMBER: _ClassVar[int]
     MAX_COMPLETION_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    OBJECTIVE_FIELD_NUMBER: _ClassVar[int]
     advantage_epsilon: _common_pb2.FloatValue
     advantage_scaling: AdvantageScaling
     aggregation: LossAggregation
@@ -183,7 +187,8 @@ class GrpoConfig(_message.Message):
     epsilon_low: _common_pb2.FloatValue
     kl_estimator: KlEstimator
     max_completion_tokens: int
-    def __init__(self, epsilon_low: _Optional[_Union[_common_pb2.FloatValue, _Mapping]] = ..., epsilon_high: _Optional[_Union[_common_pb2.FloatValue, _Mapping]] = ..., beta: _Optional[_Union[_common_pb2.FloatValue, _Mapping]] = ..., kl_estimator: _Optional[_Union[KlEstimator, str]] = ..., aggregation: _Optional[_Union[LossAggregation, str]] = ..., advantage_scaling: _Optional[_Union[AdvantageScaling, str]] = ..., entropy_coefficient: _Optional[float] = ..., advantage_epsilon: _Optional[_Union[_common_pb2.FloatValue, _Mapping]] = ..., max_completion_tokens: _Optional[int] = ...) -> None: ...
+    objective: PolicyObjective
+    def __init__(self, epsilon_low: _Optional[_Union[_common_pb2.FloatValue, _Mapping]] = ..., epsilon_high: _Optional[_Union[_common_pb2.FloatValue, _Mapping]] = ..., beta: _Optional[_Union[_common_pb2.FloatValue, _Mapping]] = ..., kl_estimator: _Optional[_Union[KlEstimator, str]] = ..., aggregation: _Optional[_Union[LossAggregation, str]] = ..., advantage_scaling: _Optional[_Union[AdvantageScaling, str]] = ..., entropy_coefficient: _Optional[float] = ..., advantage_epsilon: _Optional[_Union[_common_pb2.FloatValue, _Mapping]] = ..., max_completion_tokens: _Optional[int] = ..., objective: _Optional[_Union[PolicyObjective, str]] = ...) -> None: ...
 
 class GrpoGroup(_message.Message):
     __slots__ = ["samples"]
@@ -567,6 +572,9 @@ class LossAggregation(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = []
 
 class AdvantageScaling(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = []
+
+class PolicyObjective(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = []
 
 class DpoLoss(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):

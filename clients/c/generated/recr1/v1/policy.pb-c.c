@@ -3692,7 +3692,7 @@ const ProtobufCMessageDescriptor recr1__v1__score_reply__descriptor =
   (ProtobufCMessageInit) recr1__v1__score_reply__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor recr1__v1__grpo_config__field_descriptors[9] =
+static const ProtobufCFieldDescriptor recr1__v1__grpo_config__field_descriptors[10] =
 {
   {
     "epsilon_low",
@@ -3802,6 +3802,18 @@ static const ProtobufCFieldDescriptor recr1__v1__grpo_config__field_descriptors[
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "objective",
+    10,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Recr1__V1__GrpoConfig, objective),
+    &recr1__v1__policy_objective__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned recr1__v1__grpo_config__field_indices_by_name[] = {
   7,   /* field[7] = advantage_epsilon */
@@ -3813,11 +3825,12 @@ static const unsigned recr1__v1__grpo_config__field_indices_by_name[] = {
   0,   /* field[0] = epsilon_low */
   3,   /* field[3] = kl_estimator */
   8,   /* field[8] = max_completion_tokens */
+  9,   /* field[9] = objective */
 };
 static const ProtobufCIntRange recr1__v1__grpo_config__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 9 }
+  { 0, 10 }
 };
 const ProtobufCMessageDescriptor recr1__v1__grpo_config__descriptor =
 {
@@ -3827,7 +3840,7 @@ const ProtobufCMessageDescriptor recr1__v1__grpo_config__descriptor =
   "Recr1__V1__GrpoConfig",
   "recr1.v1",
   sizeof(Recr1__V1__GrpoConfig),
-  9,
+  10,
   recr1__v1__grpo_config__field_descriptors,
   recr1__v1__grpo_config__field_indices_by_name,
   1,  recr1__v1__grpo_config__number_ranges,
@@ -5558,6 +5571,36 @@ const ProtobufCEnumDescriptor recr1__v1__advantage_scaling__descriptor =
   recr1__v1__advantage_scaling__enum_values_by_name,
   1,
   recr1__v1__advantage_scaling__value_ranges,
+  NULL,NULL,NULL,NULL   /* reserved[1234] */
+};
+static const ProtobufCEnumValue recr1__v1__policy_objective__enum_values_by_number[3] =
+{
+  { "OBJECTIVE_CLIPPED_TOKEN", "RECR1__V1__POLICY_OBJECTIVE__OBJECTIVE_CLIPPED_TOKEN", 0 },
+  { "OBJECTIVE_CLIPPED_SEQUENCE", "RECR1__V1__POLICY_OBJECTIVE__OBJECTIVE_CLIPPED_SEQUENCE", 1 },
+  { "OBJECTIVE_CISPO", "RECR1__V1__POLICY_OBJECTIVE__OBJECTIVE_CISPO", 2 },
+};
+static const ProtobufCIntRange recr1__v1__policy_objective__value_ranges[] = {
+{0, 0},{0, 3}
+};
+static const ProtobufCEnumValueIndex recr1__v1__policy_objective__enum_values_by_name[3] =
+{
+  { "OBJECTIVE_CISPO", 2 },
+  { "OBJECTIVE_CLIPPED_SEQUENCE", 1 },
+  { "OBJECTIVE_CLIPPED_TOKEN", 0 },
+};
+const ProtobufCEnumDescriptor recr1__v1__policy_objective__descriptor =
+{
+  PROTOBUF_C__ENUM_DESCRIPTOR_MAGIC,
+  "recr1.v1.PolicyObjective",
+  "PolicyObjective",
+  "Recr1__V1__PolicyObjective",
+  "recr1.v1",
+  3,
+  recr1__v1__policy_objective__enum_values_by_number,
+  3,
+  recr1__v1__policy_objective__enum_values_by_name,
+  1,
+  recr1__v1__policy_objective__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
 static const ProtobufCEnumValue recr1__v1__dpo_loss__enum_values_by_number[2] =

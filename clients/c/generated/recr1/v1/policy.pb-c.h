@@ -147,6 +147,21 @@ typedef enum _Recr1__V1__AdvantageScaling {
   RECR1__V1__ADVANTAGE_SCALING__SCALE_NONE = 2
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(RECR1__V1__ADVANTAGE_SCALING)
 } Recr1__V1__AdvantageScaling;
+typedef enum _Recr1__V1__PolicyObjective {
+  /*
+   * PPO's clipped token ratio (GRPO, DAPO)
+   */
+  RECR1__V1__POLICY_OBJECTIVE__OBJECTIVE_CLIPPED_TOKEN = 0,
+  /*
+   * GSPO: the clipped ratio of the sequence, exp(mean over tokens of log ratio)
+   */
+  RECR1__V1__POLICY_OBJECTIVE__OBJECTIVE_CLIPPED_SEQUENCE = 1,
+  /*
+   * CISPO: clip(token ratio), without gradient, times A * log pi
+   */
+  RECR1__V1__POLICY_OBJECTIVE__OBJECTIVE_CISPO = 2
+    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(RECR1__V1__POLICY_OBJECTIVE)
+} Recr1__V1__PolicyObjective;
 typedef enum _Recr1__V1__DpoLoss {
   RECR1__V1__DPO_LOSS__DPO_SIGMOID = 0,
   RECR1__V1__DPO_LOSS__DPO_IPO = 1
@@ -600,10 +615,14 @@ struct  Recr1__V1__GrpoConfig
    * Dr. GRPO's constant; 0 = the longest completion in the batch
    */
   uint32_t max_completion_tokens;
+  /*
+   * the policy term; epsilon_low / epsilon_high bound its ratio
+   */
+  Recr1__V1__PolicyObjective objective;
 };
 #define RECR1__V1__GRPO_CONFIG__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&recr1__v1__grpo_config__descriptor) \
-    , NULL, NULL, NULL, RECR1__V1__KL_ESTIMATOR__KL_K3, RECR1__V1__LOSS_AGGREGATION__AGGREGATION_TOKEN_MEAN, RECR1__V1__ADVANTAGE_SCALING__SCALE_BY_GROUP_STD, 0, NULL, 0 }
+    , NULL, NULL, NULL, RECR1__V1__KL_ESTIMATOR__KL_K3, RECR1__V1__LOSS_AGGREGATION__AGGREGATION_TOKEN_MEAN, RECR1__V1__ADVANTAGE_SCALING__SCALE_BY_GROUP_STD, 0, NULL, 0, RECR1__V1__POLICY_OBJECTIVE__OBJECTIVE_CLIPPED_TOKEN }
 
 
 /*
@@ -2164,6 +2183,7 @@ extern const ProtobufCEnumDescriptor    recr1__v1__score_with__descriptor;
 extern const ProtobufCEnumDescriptor    recr1__v1__kl_estimator__descriptor;
 extern const ProtobufCEnumDescriptor    recr1__v1__loss_aggregation__descriptor;
 extern const ProtobufCEnumDescriptor    recr1__v1__advantage_scaling__descriptor;
+extern const ProtobufCEnumDescriptor    recr1__v1__policy_objective__descriptor;
 extern const ProtobufCEnumDescriptor    recr1__v1__dpo_loss__descriptor;
 extern const ProtobufCEnumDescriptor    recr1__v1__export_format__descriptor;
 extern const ProtobufCEnumDescriptor    recr1__v1__job_state__descriptor;
