@@ -94,6 +94,7 @@ public enum GRPO {
         let partTokens = sequences.reduce(0) { $0 + $1.logprobs.count }
         let totalTokens = batch?.tokens ?? partTokens, totalSequences = batch?.sequences ?? sequences.count
         var loss = 0.0, klSum = 0.0, clipped = 0
+        var logRatioSum = 0.0, logRatioMax: Float = 0  // |log p − log p_old|: the sampler–trainer check
         var gradients: [[Float]] = []
         for (sequence, advantage) in zip(sequences, advantages) {
             let n = sequence.logprobs.count
@@ -122,7 +123,10 @@ public enum GRPO {
             }
             for t in 0..<n {
                 let logp = sequence.logprobs[t]
-                let ratio = expf(logp - (sequence.oldLogprobs?[t] ?? logp))
+                let logRatio = logp - (sequence.oldLogprobs?[t] ?? logp)
+                let ratio = expf(logRatio)
+                logRatioSum += Double(abs(logRatio))
+                logRatioMax = max(logRatioMax, abs(logRatio))
                 var tokenLoss: Float, d: Float
                 switch s.objective {
                 case .clippedToken:
@@ -162,7 +166,8 @@ public enum GRPO {
             gradients.append(grads)
         }
         let tokens = Double(max(1, partTokens))
-        var metrics = ["clip_fraction": Double(clipped) / tokens, "kl": klSum / tokens]
+        var metrics = ["clip_fraction": Double(clipped) / tokens, "kl": klSum / tokens,
+                       "log_ratio_abs_mean": logRatioSum / tokens, "log_ratio_abs_max": Double(logRatioMax)]
         if let entropies { metrics["entropy"] = entropies.reduce(0.0) { $0 + $1.reduce(0.0) { $0 + Double($1) } } / tokens }
         return LossResult(loss: loss, gradients: gradients, metrics: metrics,
                           entropyGradients: entropyGradients.isEmpty ? nil : entropyGradients)

@@ -228,11 +228,12 @@ public final class Trainer {
     /// An update whose loss splits over sequences: the derivatives of sequence i depend on its own log-probs
     /// alone (and on batch-wide counts), as in GRPO and SFT. Each micro-batch then runs forward once and
     /// backward at once with `loss(part, logprobs, entropies)`, its share of the whole batch's loss, with no
-    /// first pass over the whole batch. Metrics are the parts' means weighted by their scored tokens.
+    /// first pass over the whole batch. Metrics are the parts' means weighted by their scored tokens, except
+    /// those named "…_max", the largest of the parts'.
     public func updateSeparately(_ batch: TrainingBatch, accumulate: Bool = false, learningRate: Float? = nil,
                                  loss: (Range<Int>, [[Float]], [[Float]]) -> LossResult) -> Report {
         allocateGradients()
-        var total = 0.0, weighted: [String: Double] = [:], entropySum = 0.0
+        var total = 0.0, weighted: [String: Double] = [:], maxima: [String: Double] = [:], entropySum = 0.0
         for part in Self.parts(batch, settings) {
             let range = part.range
             let logprobs = pass.forward(sequences: Array(batch.sequences[range]), scored: Array(batch.scored[range]),
@@ -242,13 +243,15 @@ public final class Trainer {
             guard result.loss.isFinite else { return skipped(result.loss, metrics: result.metrics, batch) }
             total += result.loss
             let tokens = Double(batch.scored[range].reduce(0) { $0 + $1.count })
-            for (key, value) in result.metrics { weighted[key, default: 0] += value * tokens }
+            for (key, value) in result.metrics {
+                if key.hasSuffix("_max") { maxima[key] = max(maxima[key] ?? value, value) } else { weighted[key, default: 0] += value * tokens }
+            }
             entropySum += entropies.reduce(0.0) { $0 + $1.reduce(0.0) { $0 + Double($1) } }
             pass.backward(result.gradients, dEntropies: result.entropyGradients, into: fullGradients,
                           adapterGradients: adapterGradients)
         }
         let scoredTokens = Double(max(1, batch.scoredTokens))
-        var metrics = weighted.mapValues { $0 / scoredTokens }
+        var metrics = weighted.mapValues { $0 / scoredTokens }.merging(maxima) { $1 }
         metrics["entropy"] = metrics["entropy"] ?? entropySum / scoredTokens
         let report = Report(applied: false, loss: total, metrics: metrics, step: optimizer.step, tokens: batch.tokens,
                             sequences: batch.sequences.count)

@@ -59,6 +59,8 @@ struct UpdateHandler {
         m.chosenRewards = report.metrics["chosen_rewards"] ?? 0
         m.rejectedRewards = report.metrics["rejected_rewards"] ?? 0
         m.margin = report.metrics["margin"] ?? 0
+        m.logRatioAbsMean = report.metrics["log_ratio_abs_mean"] ?? 0
+        m.logRatioAbsMax = report.metrics["log_ratio_abs_max"] ?? 0
         let elapsed = (ContinuousClock.now - started).components
         m.seconds = Double(elapsed.seconds) + Double(elapsed.attoseconds) * 1e-18
         reply.metrics = m

@@ -46,6 +46,9 @@ final class LossTests: EngineTestCase {
         XCTAssertEqual(clipped.gradients, [[0, 0]])
         XCTAssertEqual(clipped.metrics["clip_fraction"], 1)
         s.epsilonHigh = 0.5
+        // |log ρ| per token is log 2 and 0: the sampler–trainer check reports their mean and maximum.
+        XCTAssertEqual(clipped.metrics["log_ratio_abs_mean"]!, Double(logf(2)) / 2, accuracy: 1e-6)
+        XCTAssertEqual(clipped.metrics["log_ratio_abs_max"]!, Double(logf(2)), accuracy: 1e-6)
         let open = GRPO.loss(sequence, advantages: [1], settings: s)
         XCTAssertEqual(open.loss, -Double(2.0.squareRoot()), accuracy: 1e-6)
         XCTAssertEqual(open.gradients[0][0], -Float(2.0.squareRoot()) / 2, accuracy: 1e-6)

@@ -92,11 +92,15 @@ def test_gspo_and_cispo_updates_move_the_policy(policy):
         reply = policy.update(grpo=recr1.grpo_batch(group, objective=objective, beta=0.0), learning_rate=1e-3)
         assert reply.applied and reply.policy_version == version + 1, objective
         assert reply.metrics.grad_norm > 0 and reply.metrics.clip_fraction == 0, objective  # ratio 1 on the first pass
+        # The sampler-trainer check: on fresh rollouts the two sets of numerics agree closely.
+        first = reply.metrics.log_ratio_abs_max
+        assert 0 <= reply.metrics.log_ratio_abs_mean <= first < 0.05, (objective, reply.metrics)
         _, after, _ = logprobs(policy)
         assert max(abs(a - b) for x, y in zip(after, before) for a, b in zip(x, y)) > 1e-4, objective
         again = policy.update(grpo=recr1.grpo_batch(group, objective=objective, beta=0.0, epsilon_low=1e-6),
                               learning_rate=1e-3)
         assert again.applied and again.metrics.clip_fraction > 0, objective
+        assert again.metrics.log_ratio_abs_max > first, objective   # the policy has moved since sampling
     with pytest.raises(ValueError, match="objective"):
         recr1.grpo_batch(group, objective="ppo")
 

@@ -1354,6 +1354,13 @@ public nonisolated struct Recr1_V1_UpdateMetrics: Sendable {
 
   public var seconds: Double = 0
 
+  /// GRPO: |log pi - log pi_old| over the scored tokens, pi_old the sampler's log-probs. On the first pass over
+  /// fresh rollouts the policy has not moved, so these measure how far the trainer's numerics are from the
+  /// sampler's (bf16 products, kernels); later passes add the policy's own movement.
+  public var logRatioAbsMean: Double = 0
+
+  public var logRatioAbsMax: Double = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -3217,7 +3224,7 @@ nonisolated extension Recr1_V1_UpdateRequest: SwiftProtobuf.Message, SwiftProtob
 
 nonisolated extension Recr1_V1_UpdateMetrics: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".UpdateMetrics"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}loss\0\u{1}kl\0\u{3}clip_fraction\0\u{1}entropy\0\u{3}grad_norm\0\u{3}learning_rate\0\u{1}tokens\0\u{1}sequences\0\u{3}reward_mean\0\u{3}reward_std\0\u{3}chosen_rewards\0\u{3}rejected_rewards\0\u{1}margin\0\u{1}seconds\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}loss\0\u{1}kl\0\u{3}clip_fraction\0\u{1}entropy\0\u{3}grad_norm\0\u{3}learning_rate\0\u{1}tokens\0\u{1}sequences\0\u{3}reward_mean\0\u{3}reward_std\0\u{3}chosen_rewards\0\u{3}rejected_rewards\0\u{1}margin\0\u{1}seconds\0\u{3}log_ratio_abs_mean\0\u{3}log_ratio_abs_max\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -3239,6 +3246,8 @@ nonisolated extension Recr1_V1_UpdateMetrics: SwiftProtobuf.Message, SwiftProtob
       case 12: try { try decoder.decodeSingularDoubleField(value: &self.rejectedRewards) }()
       case 13: try { try decoder.decodeSingularDoubleField(value: &self.margin) }()
       case 14: try { try decoder.decodeSingularDoubleField(value: &self.seconds) }()
+      case 15: try { try decoder.decodeSingularDoubleField(value: &self.logRatioAbsMean) }()
+      case 16: try { try decoder.decodeSingularDoubleField(value: &self.logRatioAbsMax) }()
       default: break
       }
     }
@@ -3287,6 +3296,12 @@ nonisolated extension Recr1_V1_UpdateMetrics: SwiftProtobuf.Message, SwiftProtob
     if self.seconds.bitPattern != 0 {
       try visitor.visitSingularDoubleField(value: self.seconds, fieldNumber: 14)
     }
+    if self.logRatioAbsMean.bitPattern != 0 {
+      try visitor.visitSingularDoubleField(value: self.logRatioAbsMean, fieldNumber: 15)
+    }
+    if self.logRatioAbsMax.bitPattern != 0 {
+      try visitor.visitSingularDoubleField(value: self.logRatioAbsMax, fieldNumber: 16)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -3305,6 +3320,8 @@ nonisolated extension Recr1_V1_UpdateMetrics: SwiftProtobuf.Message, SwiftProtob
     if lhs.rejectedRewards != rhs.rejectedRewards {return false}
     if lhs.margin != rhs.margin {return false}
     if lhs.seconds != rhs.seconds {return false}
+    if lhs.logRatioAbsMean != rhs.logRatioAbsMean {return false}
+    if lhs.logRatioAbsMax != rhs.logRatioAbsMax {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -90,6 +90,8 @@ def _update_fields(reply):
               "grad_norm": m.grad_norm, "learning_rate": m.learning_rate, "tokens": m.tokens,
               "sequences": m.sequences, "update_seconds": m.seconds, "policy_version": reply.policy_version,
               "optimizer_step": reply.step, "applied": reply.applied}
+    if m.log_ratio_abs_max:   # GRPO on fresh rollouts: how far the trainer's log-probs are from the sampler's
+        fields.update(log_ratio_abs_mean=m.log_ratio_abs_mean, log_ratio_abs_max=m.log_ratio_abs_max)
     if not reply.applied:
         fields["skipped"] = reply.skipped_reason or "not applied"
     return fields

@@ -500,13 +500,15 @@ class TokenizeRequest(_message.Message):
     def __init__(self, texts: _Optional[_Iterable[str]] = ..., add_special_tokens: bool = ..., special_tokens_as_text: bool = ...) -> None: ...
 
 class UpdateMetrics(_message.Message):
-    __slots__ = ["chosen_rewards", "clip_fraction", "entropy", "grad_norm", "kl", "learning_rate", "loss", "margin", "rejected_rewards", "reward_mean", "reward_std", "seconds", "sequences", "tokens"]
+    __slots__ = ["chosen_rewards", "clip_fraction", "entropy", "grad_norm", "kl", "learning_rate", "log_ratio_abs_max", "log_ratio_abs_mean", "loss", "margin", "rejected_rewards", "reward_mean", "reward_std", "seconds", "sequences", "tokens"]
     CHOSEN_REWARDS_FIELD_NUMBER: _ClassVar[int]
     CLIP_FRACTION_FIELD_NUMBER: _ClassVar[int]
     ENTROPY_FIELD_NUMBER: _ClassVar[int]
     GRAD_NORM_FIELD_NUMBER: _ClassVar[int]
     KL_FIELD_NUMBER: _ClassVar[int]
     LEARNING_RATE_FIELD_NUMBER: _ClassVar[int]
+    LOG_RATIO_ABS_MAX_FIELD_NUMBER: _ClassVar[int]
+    LOG_RATIO_ABS_MEAN_FIELD_NUMBER: _ClassVar[int]
     LOSS_FIELD_NUMBER: _ClassVar[int]
     MARGIN_FIELD_NUMBER: _ClassVar[int]
     REJECTED_REWARDS_FIELD_NUMBER: _ClassVar[int]
@@ -521,6 +523,8 @@ class UpdateMetrics(_message.Message):
     grad_norm: float
     kl: float
     learning_rate: float
+    log_ratio_abs_max: float
+    log_ratio_abs_mean: float
     loss: float
     margin: float
     rejected_rewards: float
@@ -529,7 +533,7 @@ class UpdateMetrics(_message.Message):
     seconds: float
     sequences: int
     tokens: int
-    def __init__(self, loss: _Optional[float] = ..., kl: _Optional[float] = ..., clip_fraction: _Optional[float] = ..., entropy: _Optional[float] = ..., grad_norm: _Optional[float] = ..., learning_rate: _Optional[float] = ..., tokens: _Optional[int] = ..., sequences: _Optional[int] = ..., reward_mean: _Optional[float] = ..., reward_std: _Optional[float] = ..., chosen_rewards: _Optional[float] = ..., rejected_rewards: _Optional[float] = ..., margin: _Optional[float] = ..., seconds: _Optional[float] = ...) -> None: ...
+    def __init__(self, loss: _Optional[float] = ..., kl: _Optional[float] = ..., clip_fraction: _Optional[float] = ..., entropy: _Optional[float] = ..., grad_norm: _Optional[float] = ..., learning_rate: _Optional[float] = ..., tokens: _Optional[int] = ..., sequences: _Optional[int] = ..., reward_mean: _Optional[float] = ..., reward_std: _Optional[float] = ..., chosen_rewards: _Optional[float] = ..., rejected_rewards: _Optional[float] = ..., margin: _Optional[float] = ..., seconds: _Optional[float] = ..., log_ratio_abs_mean: _Optional[float] = ..., log_ratio_abs_max: _Optional[float] = ...) -> None: ...
 
 class UpdateReply(_message.Message):
     __slots__ = ["applied", "metrics", "policy_version", "skipped_reason", "step"]

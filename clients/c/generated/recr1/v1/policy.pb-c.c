@@ -4422,7 +4422,7 @@ const ProtobufCMessageDescriptor recr1__v1__update_request__descriptor =
   (ProtobufCMessageInit) recr1__v1__update_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor recr1__v1__update_metrics__field_descriptors[14] =
+static const ProtobufCFieldDescriptor recr1__v1__update_metrics__field_descriptors[16] =
 {
   {
     "loss",
@@ -4592,6 +4592,30 @@ static const ProtobufCFieldDescriptor recr1__v1__update_metrics__field_descripto
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "log_ratio_abs_mean",
+    15,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_DOUBLE,
+    0,   /* quantifier_offset */
+    offsetof(Recr1__V1__UpdateMetrics, log_ratio_abs_mean),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "log_ratio_abs_max",
+    16,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_DOUBLE,
+    0,   /* quantifier_offset */
+    offsetof(Recr1__V1__UpdateMetrics, log_ratio_abs_max),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned recr1__v1__update_metrics__field_indices_by_name[] = {
   10,   /* field[10] = chosen_rewards */
@@ -4600,6 +4624,8 @@ static const unsigned recr1__v1__update_metrics__field_indices_by_name[] = {
   4,   /* field[4] = grad_norm */
   1,   /* field[1] = kl */
   5,   /* field[5] = learning_rate */
+  15,   /* field[15] = log_ratio_abs_max */
+  14,   /* field[14] = log_ratio_abs_mean */
   0,   /* field[0] = loss */
   12,   /* field[12] = margin */
   11,   /* field[11] = rejected_rewards */
@@ -4612,7 +4638,7 @@ static const unsigned recr1__v1__update_metrics__field_indices_by_name[] = {
 static const ProtobufCIntRange recr1__v1__update_metrics__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 14 }
+  { 0, 16 }
 };
 const ProtobufCMessageDescriptor recr1__v1__update_metrics__descriptor =
 {
@@ -4622,7 +4648,7 @@ const ProtobufCMessageDescriptor recr1__v1__update_metrics__descriptor =
   "Recr1__V1__UpdateMetrics",
   "recr1.v1",
   sizeof(Recr1__V1__UpdateMetrics),
-  14,
+  16,
   recr1__v1__update_metrics__field_descriptors,
   recr1__v1__update_metrics__field_indices_by_name,
   1,  recr1__v1__update_metrics__number_ranges,

@@ -815,10 +815,17 @@ struct  Recr1__V1__UpdateMetrics
    */
   double margin;
   double seconds;
+  /*
+   * GRPO: |log pi - log pi_old| over the scored tokens, pi_old the sampler's log-probs. On the first pass over
+   * fresh rollouts the policy has not moved, so these measure how far the trainer's numerics are from the
+   * sampler's (bf16 products, kernels); later passes add the policy's own movement.
+   */
+  double log_ratio_abs_mean;
+  double log_ratio_abs_max;
 };
 #define RECR1__V1__UPDATE_METRICS__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&recr1__v1__update_metrics__descriptor) \
-    , 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 }
+    , 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 }
 
 
 struct  Recr1__V1__UpdateReply
