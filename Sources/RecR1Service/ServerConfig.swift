@@ -2,7 +2,8 @@ import Foundation
 import Logging
 
 /// Every setting of `recr1d serve`. The config file (TOML) uses the same names as the flags, with `_`
-/// for `-` (`--max-message-bytes` <-> `max_message_bytes`). Defaults, then the file, then flags.
+/// for `-` (`--max-message-bytes` <-> `max_message_bytes`). Defaults, then the file, then flags; each
+/// setting's type, range and help are declared once, in `ServerConfig.settings` (ServerSettings.swift).
 public struct ServerConfig: Equatable {
     /// The policy: a GGUF file or a Hugging Face directory. Empty = SmolLM2-135M-Instruct from its Python
     /// package (`DefaultModel`); "none" = serve without a model (Info and Health only).
@@ -74,37 +75,4 @@ public struct ServerConfig: Equatable {
     /// Transport-level cap: frames up to this size reach the dispatcher, which answers the ones above
     /// `maxMessageBytes` with a status; nng drops the connection of anything larger still.
     public var transportMaxBytes: Int { max(2 * maxMessageBytes, maxMessageBytes + (16 << 20)) }
-
-    /// Applies the settings present in a TOML file.
-    public mutating func merge(file path: String) throws {
-        var toml = try TOMLReader(file: path)
-        if let v = try toml.string("model") { model = v }
-        if let v = try toml.strings("listen") { listen = v }
-        if let v = try toml.int("workers", in: 1...256) { workers = v }
-        if let v = try toml.int("max_message_bytes", in: 1024...(1 << 31)) { maxMessageBytes = v }
-        if let v = try toml.int("max_prompts_per_request", in: 1...1_000_000) { maxPromptsPerRequest = v }
-        if let v = try toml.int("max_samples_per_prompt", in: 1...100_000) { maxSamplesPerPrompt = v }
-        if let v = try toml.int("max_new_tokens", in: 1...1_000_000) { maxNewTokens = v }
-        if let v = try toml.int("max_sequence_tokens", in: 1...1_000_000) { maxSequenceTokens = v }
-        if let v = try toml.int("max_items_per_update", in: 1...1_000_000) { maxItemsPerUpdate = v }
-        if let v = try toml.int("max_queued_requests", in: 0...1_000_000) { maxQueuedRequests = v }
-        if let v = try toml.int("max_batch_tokens", in: 0...100_000_000) { maxBatchTokens = v }
-        if let v = try toml.string("token_file") { tokenFile = v }
-        if let v = try toml.string("tls_cert_key_file") { tlsCertKeyFile = v }
-        if let v = try toml.string("state_dir") { stateDir = v }
-        if let v = try toml.strings("allowed_dirs") { allowedDirs = v }
-        if let v = try toml.string("log_level") { logLevel = try Self.parseLogLevel(v) }
-        if let v = try toml.int("blas_threads", in: 0...1024) { blasThreads = v }
-        if let v = try toml.string("matmul_backend") { matmulBackend = v }
-        try training.merge(&toml)
-        try toml.rejectUnknownKeys()
-    }
-
-    public static func parseLogLevel(_ text: String) throws -> Logger.Level {
-        guard let level = Logger.Level(rawValue: text.lowercased()) else {
-            let names = Logger.Level.allCases.map(\.rawValue).joined(separator: ", ")
-            throw ConfigError(key: "log_level", "'\(text)' is not one of \(names)")
-        }
-        return level
-    }
 }

@@ -63,25 +63,4 @@ public struct TrainingConfig: Equatable {
         s.seed = seed == 0 ? UInt64.random(in: 1 ... .max) : seed
         return s
     }
-
-    mutating func merge(_ toml: inout TOMLReader) throws {
-        if let v = try toml.string("training_mode") { mode = v }
-        if let v = try toml.int("lora_rank", in: 1...4096) { loraRank = v }
-        if let v = try toml.double("lora_alpha", in: 0...1e6) { loraAlpha = v }
-        if let v = try toml.strings("lora_targets") { loraTargets = v }
-        if let v = try toml.double("learning_rate", in: 0...10) { learningRate = v }
-        if let v = try toml.string("lr_schedule") { lrSchedule = v }
-        if let v = try toml.int("warmup_steps", in: 0...100_000_000) { warmupSteps = v }
-        if let v = try toml.int("total_steps", in: 1...100_000_000) { totalSteps = v }
-        if let v = try toml.double("min_lr_ratio", in: 0...1) { minLRRatio = v }
-        if let v = try toml.double("weight_decay", in: 0...10) { weightDecay = v }
-        if let v = try toml.double("adam_beta1", in: 0...0.999999) { adamBeta1 = v }
-        if let v = try toml.double("adam_beta2", in: 0...0.999999999) { adamBeta2 = v }
-        if let v = try toml.double("adam_epsilon", in: 0...1) { adamEpsilon = v }
-        if let v = try toml.double("max_grad_norm", in: 0...1e9) { maxGradNorm = v }
-        if let v = try toml.int("micro_batch_tokens", in: 1...10_000_000) { microBatchTokens = v }
-        if let v = try toml.int("seed", in: 0...Int.max) { seed = UInt64(v) }
-        if let v = try toml.int("rollout_store_count", in: 1...100_000_000) { rolloutStoreCount = v }
-        if let v = try toml.int("rollout_store_bytes", in: 1024...(1 << 40)) { rolloutStoreBytes = v }
-    }
 }

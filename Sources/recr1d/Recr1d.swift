@@ -9,7 +9,7 @@ struct Recr1d: ParsableCommand {
         commandName: "recr1d",
         abstract: "Trains a language-model policy by reinforcement learning from recommender feedback.",
         version: RecR1Version.current,
-        subcommands: [Serve.self, Train.self, Bench.self],
+        subcommands: [Serve.self, Train.self, Config.self, Bench.self],
         defaultSubcommand: Serve.self
     )
 }

@@ -8,15 +8,13 @@ import RecR1Service
 struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run a training job (TOML) to its end, serving meanwhile; SIGTERM/SIGINT stop it after the current step.",
+        usage: "recr1d train <job.toml> [--config <file>] [--<setting> <value> ...]",
         discussion: """
             The job file names the prompts (JSONL), the algorithm (grpo, dpo, sft), the reward plugins, the \
             steps and the checkpoints; see docs/jobs.md. Metrics go to <output_dir>/metrics.jsonl and a \
             progress line per step to stderr. Run it again after a stop or a crash and it resumes from its \
-            last checkpoint.
+            last checkpoint. The settings are those of `recr1d serve` (recr1d serve --help).
             """)
-
-    @Argument(help: "The job file.")
-    var job: String
 
     @OptionGroup var serve: Serve
 
@@ -26,7 +24,10 @@ struct Train: ParsableCommand {
         for signal in [SIGTERM, SIGINT] { sigaddset(&signals, signal) }
         pthread_sigmask(SIG_BLOCK, &signals, nil)
 
-        let config = try serve.resolvedConfig()
+        let (config, rest) = try serve.resolved()
+        guard rest.count == 1, let job = rest.first else {
+            throw ValidationError(rest.isEmpty ? "give the job file: recr1d train JOB.toml" : "one job file, not \(rest.joined(separator: " "))")
+        }
         LogLevel.shared.level = config.logLevel
         LoggingSystem.bootstrap(ReloadableLogHandler.init)
         let logger = Logger(label: "recr1d")

@@ -134,4 +134,62 @@ final class ConfigTests: XCTestCase {
         config.tokenFile = try write("\n")
         XCTAssertThrowsError(try config.authToken())
     }
+
+    /// The flags and the file share one declaration: the same ranges, the same choices, the same keys.
+    func testFlagsApplyWithTheFilesRanges() throws {
+        var config = ServerConfig()
+        try config.merge(file: try write("workers = 9\nlisten = [\"ipc:///tmp/file.sock\"]\nlora_rank = 4"))
+        let rest = try config.apply(flags: ["job.toml", "--workers", "3", "--listen=tcp://:7000", "--listen", "ipc:///tmp/b.sock",
+                                            "--lora-alpha", "8", "--log-level", "debug", "--allow-dir", "/srv/a", "--seed", "7"])
+        XCTAssertEqual(rest, ["job.toml"], "what is not a setting is handed back")
+        XCTAssertEqual(config.workers, 3, "a flag overrides the file")
+        XCTAssertEqual(config.listen, ["tcp://:7000", "ipc:///tmp/b.sock"], "repeated flags collect, and replace the file's list")
+        XCTAssertEqual(config.training.loraRank, 4, "the file's settings stay where no flag is given")
+        XCTAssertEqual(config.training.loraAlpha, 8)
+        XCTAssertEqual(config.logLevel, .debug)
+        XCTAssertEqual(config.allowedDirs, ["/srv/a"])
+        XCTAssertEqual(config.training.seed, 7)
+
+        let cases: [([String], String)] = [
+            (["--workers", "0"], "--workers"),                    // the file's range: 1...256
+            (["--workers", "four"], "--workers"),
+            (["--training-mode", "half"], "--training-mode"),     // a choice
+            (["--lora-alpha", "nan"], "--lora-alpha"),
+            (["--wrokers", "2"], "--wrokers"),                    // misspelt
+            (["--model"], "--model"),                             // no value
+        ]
+        for (flags, key) in cases {
+            var config = ServerConfig()
+            XCTAssertThrowsError(try config.apply(flags: flags), "\(flags)") { error in
+                XCTAssertEqual((error as? ConfigError)?.key, key, "\(error)")
+            }
+        }
+        // The same out-of-range value in the file names the key.
+        var file = ServerConfig()
+        XCTAssertThrowsError(try file.merge(file: try write("training_mode = \"half\""))) { error in
+            XCTAssertEqual((error as? ConfigError)?.key, "training_mode")
+        }
+    }
+
+    /// Every setting is in the schema once, with a type, a default that is the config's own, and help; a
+    /// value written from the schema's defaults reads back as the default config.
+    func testSchemaDescribesEverySetting() throws {
+        let schema = ServerConfig.schema()
+        let keys = schema.compactMap { $0["key"] as? String }
+        XCTAssertEqual(keys.count, ServerConfig.settings.count)
+        XCTAssertEqual(Set(keys).count, keys.count, "each key once")
+        XCTAssertEqual(Set(schema.compactMap { $0["flag"] as? String }).count, keys.count, "each flag once")
+        for entry in schema {
+            XCTAssertNotNil(entry["type"], "\(entry)")
+            XCTAssertFalse((entry["help"] as? String ?? "").isEmpty, "\(entry)")
+        }
+        let workers = try XCTUnwrap(schema.first { $0["key"] as? String == "workers" })
+        XCTAssertEqual(workers["default"] as? Int, ServerConfig().workers)
+        XCTAssertEqual(workers["minimum"] as? Int, 1)
+        XCTAssertEqual(workers["maximum"] as? Int, 256)
+        XCTAssertEqual(schema.first { $0["key"] as? String == "lr_schedule" }?["choices"] as? [String], ["constant", "linear", "cosine"])
+        XCTAssertEqual(schema.first { $0["key"] as? String == "allowed_dirs" }?["flag"] as? String, "--allow-dir")
+        XCTAssertNoThrow(try JSONSerialization.data(withJSONObject: schema))
+        XCTAssertTrue(ServerConfig.settingsHelp.contains("--max-new-tokens <1...1000000>"))
+    }
 }

@@ -252,6 +252,35 @@ def test_bad_config_fails_with_the_key_named(tmp_path, text, key):
     assert key in run.stderr
 
 
+def test_config_schema_flags_and_file_come_from_one_declaration(tmp_path):
+    """`recr1d config --schema` lists every setting; `recr1d config` resolves defaults, file and flags with the
+    schema's ranges; the recipes' LocalDaemon checks its settings against the same schema."""
+    import json
+    from recr1.recipes.daemon import check_setting, settings_schema
+    run = subprocess.run([recr1d_binary(), "config", "--schema"], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    schema = {entry["key"]: entry for entry in json.loads(run.stdout)}
+    assert schema["workers"]["type"] == "integer" and schema["workers"]["minimum"] == 1
+    assert schema["training_mode"]["choices"] == ["lora", "full"]
+    assert schema["allowed_dirs"]["flag"] == "--allow-dir"
+    assert settings_schema(recr1d_binary()) == schema
+
+    config = tmp_path / "d.toml"
+    config.write_text("workers = 9\nlora_rank = 4\n")
+    run = subprocess.run([recr1d_binary(), "config", "--config", str(config), "--workers=3", "--lr-schedule", "cosine"],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert "workers = 3\n" in run.stdout and "lora_rank = 4\n" in run.stdout and 'lr_schedule = "cosine"' in run.stdout
+    for flags, named in ((["--workers", "0"], "--workers"), (["--lora-rnak", "4"], "--lora-rnak"),
+                         (["--training-mode", "half"], "--training-mode"), (["stray"], "stray")):
+        run = subprocess.run([recr1d_binary(), "serve", "--model", "none", *flags], capture_output=True, text=True, timeout=30)
+        assert run.returncode != 0 and named in run.stderr, (flags, run.stderr)
+    assert "--max-new-tokens <1...1000000>" in subprocess.run([recr1d_binary(), "serve", "--help"], capture_output=True,
+                                                               text=True, timeout=30).stdout
+    with pytest.raises(ValueError, match="lora_rank is 0, outside 1...4096"):
+        check_setting("lora_rank", 0, schema)
+
+
 def test_sd_notify_ready_and_stopping(start_daemon, ipc_address, tmp_path):
     notify_path = str(tmp_path / "notify.sock")
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)

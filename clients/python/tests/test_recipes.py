@@ -104,6 +104,9 @@ def shared(tmp_path_factory):
     (["run", "reczero", "--data", "/no/such/folder"], 2, "--data: no such folder /no/such/folder"),
     (["run", "reczero", "--set", "lora_rnak=8"], 2, "--set: unknown recr1d setting 'lora_rnak'"),
     (["run", "reczero", "--set", "lora_rank=eight"], 2, "--set: lora_rank takes an integer, got 'eight'"),
+    # Ranges and choices come from the daemon's own schema (recr1d config --schema).
+    (["run", "reczero", "--set", "lora_rank=0"], 2, "--set: lora_rank is 0, outside 1...4096"),
+    (["run", "reczero", "--set", "lr_schedule=steps"], 2, "--set: lr_schedule is 'steps', not one of constant, linear, cosine"),
     (["run", "reczero", "--model", "/no/such/model.gguf"], 2, "--model: no such file or folder"),
     (["eval"], 2, "--data: give the prompt folder (--data DIR) or a run (--run DIR)"),
     (["eval", "--run", "/no/such/run"], 2, "--run: /no/such/run has no run.json"),

@@ -9,7 +9,7 @@ from recr1.data import movielens
 from recr1.data.split import check_fractions
 from recr1.errors import RecR1Error
 from recr1.recipes import RECIPES, STOP_STRINGS, TASKS
-from recr1.recipes.daemon import DaemonError, parse_setting
+from recr1.recipes.daemon import DaemonError, parse_setting, settings_schema
 
 RUN_OPTIONS = {
     # option: (type, help); the default comes from the recipe (recr1.recipes.RECIPES[...].defaults)
@@ -165,10 +165,17 @@ def _fractions(text):
 
 
 def _settings(args):
+    """--set KEY=VALUE, typed and checked against the schema of the recr1d the command will start."""
+    if not args.set:
+        return {}
+    try:
+        schema = settings_schema(args.recr1d)
+    except DaemonError as exc:
+        raise UsageError(f"--set: {exc}") from None
     out = {}
     for text in args.set:
         try:
-            key, value = parse_setting(text)
+            key, value = parse_setting(text, schema)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
         out[key] = value

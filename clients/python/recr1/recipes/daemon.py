@@ -16,17 +16,6 @@ import time
 from recr1.client import PolicyClient
 from recr1.errors import DeadlineExceeded, Unavailable
 
-# Settings of `recr1d serve` (Sources/RecR1Service/ServerConfig.swift, TrainingConfig.swift) that a recipe
-# may write into the TOML file: name -> Python type.
-SETTINGS = {
-    "model": str, "allowed_dirs": list, "workers": int, "max_new_tokens": int, "max_sequence_tokens": int,
-    "max_prompts_per_request": int, "max_samples_per_prompt": int, "max_items_per_update": int,
-    "max_message_bytes": int, "log_level": str, "blas_threads": int, "matmul_backend": str,
-    "training_mode": str, "lora_rank": int, "lora_alpha": float, "lora_targets": list, "learning_rate": float,
-    "lr_schedule": str, "warmup_steps": int, "total_steps": int, "min_lr_ratio": float, "weight_decay": float,
-    "adam_beta1": float, "adam_beta2": float, "adam_epsilon": float, "max_grad_norm": float,
-    "micro_batch_tokens": int, "seed": int, "rollout_store_count": int, "rollout_store_bytes": int,
-}
 IPC_PATH_MAX = 100   # sockaddr_un holds 108 bytes with the terminator; keep a margin
 
 
@@ -76,37 +65,84 @@ def toml_value(value):
     return json.dumps(str(value))   # a TOML basic string: JSON's escapes are TOML's
 
 
-def toml_text(settings):
+_SCHEMAS = {}
+
+
+def settings_schema(binary=None):
+    """The settings a recr1d accepts, from `recr1d config --schema` (declared once, in
+    Sources/RecR1Service/ServerSettings.swift): key -> {"type", "minimum"/"maximum" or "choices", "default",
+    "help", "flag"}. Read once per binary."""
+    binary = find_binary(binary)
+    if binary not in _SCHEMAS:
+        try:
+            run = subprocess.run([binary, "config", "--schema"], capture_output=True, text=True, timeout=120)
+        except OSError as exc:
+            raise DaemonError(f"{binary} config --schema: {exc}") from None
+        if run.returncode != 0:
+            raise DaemonError(f"{binary} config --schema failed ({run.returncode}): {run.stderr.strip()[-400:]}")
+        _SCHEMAS[binary] = {entry["key"]: entry for entry in json.loads(run.stdout)}
+    return _SCHEMAS[binary]
+
+
+def _unknown(key, schema):
+    return ValueError(f"--set: unknown recr1d setting '{key}' (known: {', '.join(sorted(schema))})")
+
+
+def check_setting(key, value, schema):
+    """value, when it is of the setting's type and within its range or choices; else a ValueError naming it."""
+    entry = schema.get(key)
+    if entry is None:
+        raise _unknown(key, schema)
+    kind = entry["type"]
+    if kind == "array":
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            raise ValueError(f"--set: {key} takes a list of strings, got {value!r}")
+        return list(value)
+    if kind in ("integer", "number"):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind == "integer" and not isinstance(value, int)):
+            raise ValueError(f"--set: {key} takes a{'n integer' if kind == 'integer' else ' number'}, got {value!r}")
+        if not entry["minimum"] <= value <= entry["maximum"]:
+            raise ValueError(f"--set: {key} is {value}, outside {entry['minimum']}...{entry['maximum']}")
+        return value
+    if not isinstance(value, str):
+        raise ValueError(f"--set: {key} takes a string, got {value!r}")
+    if "choices" in entry and value not in entry["choices"]:
+        raise ValueError(f"--set: {key} is '{value}', not one of {', '.join(entry['choices'])}")
+    return value
+
+
+def toml_text(settings, schema):
     lines = ["# Written by `recr1 run`: the settings of the recr1d this run trains."]
     for name, value in settings.items():
         if value is None:
             continue
-        if name not in SETTINGS:
-            raise ValueError(f"--set: unknown recr1d setting '{name}' (known: {', '.join(sorted(SETTINGS))})")
-        lines.append(f"{name} = {toml_value(value)}")
+        lines.append(f"{name} = {toml_value(check_setting(name, value, schema))}")
     return "\n".join(lines) + "\n"
 
 
-def parse_setting(text):
-    """"KEY=VALUE" -> (key, value typed as the setting is)."""
+def parse_setting(text, schema):
+    """"KEY=VALUE" -> (key, value typed and checked as the schema declares the setting)."""
     key, sep, raw = text.partition("=")
     key = key.strip().replace("-", "_")
     if not sep or not key:
         raise ValueError(f"--set: KEY=VALUE, got '{text}'")
-    kind = SETTINGS.get(key)
-    if kind is None:
-        raise ValueError(f"--set: unknown recr1d setting '{key}' (known: {', '.join(sorted(SETTINGS))})")
+    entry = schema.get(key)
+    if entry is None:
+        raise _unknown(key, schema)
     raw = raw.strip()
+    kind = entry["type"]
     try:
-        if kind is int:
-            return key, int(raw)
-        if kind is float:
-            return key, float(raw)
-        if kind is list:
-            return key, [part.strip() for part in raw.split(",") if part.strip()]
+        if kind == "integer":
+            value = int(raw)
+        elif kind == "number":
+            value = float(raw)
+        elif kind == "array":
+            value = [part.strip() for part in raw.split(",") if part.strip()]
+        else:
+            value = raw
     except ValueError:
-        raise ValueError(f"--set: {key} takes a{'n integer' if kind is int else ' number'}, got '{raw}'") from None
-    return key, raw
+        raise ValueError(f"--set: {key} takes a{'n integer' if kind == 'integer' else ' number'}, got '{raw}'") from None
+    return key, check_setting(key, value, schema)
 
 
 class LocalDaemon:
@@ -141,7 +177,7 @@ class LocalDaemon:
 
     def start(self):
         self.folder.mkdir(parents=True, exist_ok=True)
-        self.config_path.write_text(toml_text(self.settings))
+        self.config_path.write_text(toml_text(self.settings, settings_schema(self.binary)))
         command = [self.binary, "serve", "--listen", self.address, "--config", str(self.config_path),
                    "--state-dir", str(self.state_dir)]
         self.log(f"starting {' '.join(command)}  (log: {self.log_path})")
