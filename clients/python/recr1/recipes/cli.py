@@ -245,9 +245,10 @@ def run_options(args):
     if args.from_checkpoint:
         if not os.path.isdir(args.from_checkpoint):
             raise UsageError(f"--from-checkpoint: no such folder {args.from_checkpoint}")
-        if options["cold_start_steps"] and "cold_start_steps" in vars(args) and args.cold_start_steps:
-            raise UsageError("--from-checkpoint: starts from a checkpoint, so no --cold-start-steps")
-        options["cold_start_steps"] = 0
+        # The checkpoint replaces the recipe's cold start; an explicit --cold-start-steps continues SFT from
+        # it (e.g. an SFT-only comparison of as many steps as the RL).
+        if not getattr(args, "cold_start_steps", None):
+            options["cold_start_steps"] = 0
     if args.address and args.set:
         raise UsageError("--set: settings go to a recr1d this command starts; with --address the daemon has its own")
     options.update({
