@@ -111,15 +111,19 @@ public enum GRPO {
                 entropyGradients.append([Float](repeating: -weight * s.entropyCoefficient, count: n))
             }
             func clip(_ ratio: Float) -> Float { min(max(ratio, 1 - s.epsilonLow), 1 + s.epsilonHigh) }
-            // GSPO's sequence ratio, and its policy term: the same for every token of the sequence.
+            // PPO's clipped term of a ratio (a token's, or GSPO's sequence ratio): loss, dℓ/dlog ratio, clipped.
+            func clippedTerm(_ ratio: Float) -> (loss: Float, d: Float, clipped: Bool) {
+                let unclipped = ratio * advantage, bounded = clip(ratio) * advantage
+                // d(ρA)/dlog ρ = ρA; the clipped term does not depend on log p.
+                return unclipped <= bounded ? (-unclipped, -unclipped, false) : (-bounded, 0, true)
+            }
+            // GSPO's sequence ratio gives every token of the sequence the same term. Σ_u weight·ℓ over its n
+            // tokens, differentiated in log p_t, is n·weight·(−s·A / n): each token's gradient is weight·d.
             var sequenceTerm: (loss: Float, d: Float, clipped: Bool) = (0, 0, false)
             if s.objective == .clippedSequence {
                 var logRatio: Float = 0
                 for t in 0..<n { logRatio += sequence.logprobs[t] - (sequence.oldLogprobs?[t] ?? sequence.logprobs[t]) }
-                let ratio = expf(logRatio / Float(max(1, n)))
-                let unclipped = ratio * advantage, bounded = clip(ratio) * advantage
-                // Σ_u weight·ℓ over the sequence's n tokens, differentiated in log p_t: n·weight·(−s·A / n).
-                sequenceTerm = unclipped <= bounded ? (-unclipped, -unclipped, false) : (-bounded, 0, true)
+                sequenceTerm = clippedTerm(expf(logRatio / Float(max(1, n))))
             }
             for t in 0..<n {
                 let logp = sequence.logprobs[t]
@@ -127,27 +131,16 @@ public enum GRPO {
                 let ratio = expf(logRatio)
                 logRatioSum += Double(abs(logRatio))
                 logRatioMax = max(logRatioMax, abs(logRatio))
-                var tokenLoss: Float, d: Float
+                let term: (loss: Float, d: Float, clipped: Bool)
                 switch s.objective {
-                case .clippedToken:
-                    let unclipped = ratio * advantage, bounded = clip(ratio) * advantage
-                    if unclipped <= bounded {
-                        tokenLoss = -unclipped
-                        d = -unclipped          // d(ρA)/dlog p = ρA
-                    } else {
-                        tokenLoss = -bounded
-                        d = 0                   // the clipped term does not depend on log p
-                        clipped += 1
-                    }
-                case .clippedSequence:
-                    (tokenLoss, d) = (sequenceTerm.loss, sequenceTerm.d)
-                    if sequenceTerm.clipped { clipped += 1 }
+                case .clippedToken: term = clippedTerm(ratio)
+                case .clippedSequence: term = sequenceTerm
                 case .cispo:
                     let weightIS = clip(ratio)  // a constant of the loss: only log p carries the gradient
-                    if weightIS != ratio { clipped += 1 }
-                    tokenLoss = -weightIS * advantage * logp
-                    d = -weightIS * advantage
+                    term = (-weightIS * advantage * logp, -weightIS * advantage, weightIS != ratio)
                 }
+                var tokenLoss = term.loss, d = term.d
+                if term.clipped { clipped += 1 }
                 if s.beta != 0, let reference = sequence.referenceLogprobs?[t] {
                     let delta = logp - reference
                     let (kl, dKL): (Float, Float)
