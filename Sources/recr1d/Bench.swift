@@ -25,16 +25,20 @@ struct Bench: ParsableCommand {
             scripts/reference/bench_trl_grpo.py — 8 ChatML prompts x 8 samples x 64 new tokens (temperature 1, \
             never stopping early), reward = share of distinct tokens, then one full fine-tuning update (GRPO, \
             beta 0, AdamW lr 1e-6, micro-batches of at most 2,048 tokens); seconds per step, split into \
-            generation and update. Each figure is the median of \
+            generation and update. grpo_step_rec: the same step in the shape of a recommender's (8 ML-100K \
+            rating prompts of scripts/reference/grpo_step_rec_prompts.json, about 290 tokens each, x 8 samples \
+            x 96 new tokens, LoRA rank 16 alpha 32 on every projection, lr 1e-5), each prompt trained once for \
+            its 8 samples (shared prefix), with the split of generation and of the update apart and the \
+            update's products against matmul_peak. Each figure is the median of \
             --repeats runs after a warm-up. Each figure splits its wall time: matmul_share (products with the \
             weights), attention_share (attention over the cache or the sequence), packing_share (weights into \
             the backend's layout after they change), optimizer_share (AdamW and its gradient norm) and \
             other_share (RMSNorm, RoPE, SiLU, softmax and log-softmax over the vocabulary, sampling, the rest); \
             matmul_gflops counts the products with the weights only. With --reference, the PyTorch script runs \
             too and ratios are added (--reference-bf16: \
-            also under PyTorch's bf16 autocast); with --grpo-step as well, TRL's GRPOTrainer runs the same \
-            GRPO step (scripts/reference/bench_trl_grpo.py) and ratio_grpo_step_vs_trl_grpo is its seconds \
-            over ours.
+            also under PyTorch's bf16 autocast); with --grpo-step or --grpo-step-rec as well, TRL's \
+            GRPOTrainer runs the same GRPO step (scripts/reference/bench_trl_grpo.py --shape chat or rec; rec \
+            with PEFT LoRA) and ratio_grpo_step[_rec]_vs_trl_grpo[_bf16] is its seconds over ours.
             """)
 
     @Option(help: "A GGUF file or Hugging Face directory (default: SmolLM2 from its package).")
@@ -71,6 +75,27 @@ struct Bench: ParsableCommand {
     var skinnyRows: Int?
     @Flag(help: "Also time a whole GRPO step (8 prompts x 8 samples x 64 tokens, then the update).")
     var grpoStep = false
+    @Flag(help: "Also time a recommendation-shaped GRPO step (8 rating prompts of about 290 tokens x 8 samples x 96 tokens, LoRA r16).")
+    var grpoStepRec = false
+    @Option(help: "The recommendation-shaped step's 8 user messages (JSON), shared with the TRL script.")
+    var grpoRecPromptsFile = "scripts/reference/grpo_step_rec_prompts.json"
+
+    /// A GRPO step to time, the same on both sides (ours and bench_trl_grpo.py's `--shape`).
+    struct StepShape {
+        let key: String           // the figure's name in the JSON
+        let trlShape: String      // bench_trl_grpo.py --shape
+        let promptsFile: String
+        let newTokens: Int
+        let lora: Bool            // LoRA r16, alpha 32 on every projection; else full fine-tuning
+        let learningRate: Float
+    }
+
+    var stepShapes: [StepShape] {
+        (grpoStep ? [StepShape(key: "grpo_step", trlShape: "chat", promptsFile: grpoPromptsFile, newTokens: 64,
+                               lora: false, learningRate: 1e-6)] : [])
+            + (grpoStepRec ? [StepShape(key: "grpo_step_rec", trlShape: "rec", promptsFile: grpoRecPromptsFile,
+                                        newTokens: 96, lora: true, learningRate: 1e-5)] : [])
+    }
 
     static let userWords = ("Please write a short, friendly paragraph for a new visitor explaining how a lighthouse works, why "
         + "its light rotates, how sailors use the pattern of flashes to know which lighthouse they are looking "
@@ -79,7 +104,9 @@ struct Bench: ParsableCommand {
 
     func validate() throws {
         if noTraining && onlyTraining { throw ValidationError("--no-training and --only-training exclude each other") }
-        if noTraining && grpoStep { throw ValidationError("--grpo-step is a training figure: drop --no-training") }
+        if noTraining && (grpoStep || grpoStepRec) {
+            throw ValidationError("--grpo-step and --grpo-step-rec are training figures: drop --no-training")
+        }
         if referenceBf16 && !reference { throw ValidationError("--reference-bf16 needs --reference") }
         if trlSteps < 2 { throw ValidationError("--trl-steps must be at least 2 (the first is a warm-up)") }
         for mode in trainModes.split(separator: ",") where !["lora", "full"].contains(mode) {
@@ -165,7 +192,7 @@ struct Bench: ParsableCommand {
             }
         }
 
-        if grpoStep { result["grpo_step"] = try measureGRPOStep() }
+        for shape in stepShapes { result[shape.key] = try measureGRPOStep(shape, matmulPeak: matmulPeak) }
 
         if reference {
             let keys = ["decode_1x64", "decode_8x64", "score_8x128", "prefill", "train_full_8x128", "train_lora_8x128"]
@@ -187,13 +214,16 @@ struct Bench: ParsableCommand {
                 result["reference_bf16_autocast"] = autocast
                 result["ratio_vs_reference_bf16_autocast"] = ratios(autocast)
             }
-            if grpoStep, let ours = (result["grpo_step"] as? [String: Any])?["seconds"] as? Double {
+            for shape in stepShapes {
+                guard let ours = (result[shape.key] as? [String: Any])?["seconds"] as? Double else { continue }
+                let suffix = shape.key.dropFirst("grpo_step".count)  // "" or "_rec"
                 for bf16 in referenceBf16 ? [false, true] : [false] {
-                    let trl = try runReference(trlScript, ["--threads", "\(threads)", "--steps", "\(trlSteps)"] + (bf16 ? ["--bf16"] : []))
-                    let name = bf16 ? "reference_trl_grpo_bf16" : "reference_trl_grpo"
+                    let trl = try runReference(trlScript, ["--threads", "\(threads)", "--steps", "\(trlSteps)",
+                                                           "--shape", shape.trlShape] + (bf16 ? ["--bf16"] : []))
+                    let name = "reference_trl_grpo\(suffix)" + (bf16 ? "_bf16" : "")
                     result[name] = trl
                     if let theirs = trl["step_seconds_median"] as? Double {
-                        result["ratio_grpo_step_vs_" + name.dropFirst("reference_".count)] = rounded(theirs / ours, 2)
+                        result["ratio_\(shape.key)_vs_trl_grpo" + (bf16 ? "_bf16" : "")] = rounded(theirs / ours, 2)
                     }
                 }
             }
@@ -233,12 +263,12 @@ struct Bench: ParsableCommand {
                     : MatMul.dnnlImplementation(m: n, n: n, k: n, bf16: MatMul.backend == .onednnBF16)]
     }
 
-    /// The GRPO step's prompts: the user messages of `grpoPromptsFile` (shared with bench_trl_grpo.py) as
-    /// ChatML with the template's default system line.
-    func grpoPrompts(_ tokenizer: Tokenizer) throws -> [[Int32]] {
-        let data = try Data(contentsOf: URL(fileURLWithPath: grpoPromptsFile))
+    /// A GRPO step's prompts: the 8 user messages of `file` (shared with bench_trl_grpo.py) as ChatML with
+    /// the template's default system line.
+    func grpoPrompts(_ tokenizer: Tokenizer, file: String) throws -> [[Int32]] {
+        let data = try Data(contentsOf: URL(fileURLWithPath: file))
         guard let messages = try JSONSerialization.jsonObject(with: data) as? [String], messages.count == 8 else {
-            throw ValidationError("--grpo-prompts-file: \(grpoPromptsFile) must hold a JSON list of 8 strings")
+            throw ValidationError("\(file) must hold a JSON list of 8 strings")
         }
         let template = try tokenizer.chatTemplate()
         return messages.map { message in
@@ -247,47 +277,77 @@ struct Bench: ParsableCommand {
         }
     }
 
-    /// One whole GRPO step, timed `repeats` times after a warm-up step: generation, rewards, update.
-    func measureGRPOStep() throws -> [String: Any] {
+    /// One whole GRPO step of `shape`, timed `repeats` times after a warm-up step: generation (every sample
+    /// runs to `newTokens`), rewards (the share of distinct tokens, as the TRL script), update (beta 0, so
+    /// no reference pass; the sampler's log-probs are the old ones, so no extra pass). Each phase's time is
+    /// split by kind of work; matmul_fraction_of_peak is the update's products against `matmulPeak`.
+    func measureGRPOStep(_ shape: StepShape, matmulPeak: Double?) throws -> [String: Any] {
         let policy = try Policy.load(path: model ?? DefaultModel.locate())
-        let prompts = try grpoPrompts(policy.tokenizer)
+        let prompts = try grpoPrompts(policy.tokenizer, file: shape.promptsFile)
         var trainerSettings = TrainerSettings()
-        trainerSettings.lora = nil
-        trainerSettings.schedule = .constant(1e-6)
+        trainerSettings.lora = shape.lora ? LoRASettings(rank: 16, alpha: 32) : nil
+        trainerSettings.schedule = .constant(shape.learningRate)
         let trainer = Trainer(decoder: policy.decoder, settings: trainerSettings)
         let generator = Generator(decoder: policy.decoder, endTokens: []) { _ in "" }
         var sampling = SamplingSettings()
         sampling.temperature = 1
-        sampling.maxNewTokens = 64
+        sampling.maxNewTokens = shape.newTokens
         var grpo = GRPOSettings()
         grpo.beta = 0
-        var steps: [(generate: Double, update: Double, reward: Double)] = []
+        let what = shape.key.replacingOccurrences(of: "_", with: " ")
+        var steps: [(generate: Double, update: Double)] = []
+        var generateWork: [WorkClock.Kind: Double] = [:], updateWork: [WorkClock.Kind: Double] = [:]
         for index in 0...repeats {
-            progress(index == 0 ? "grpo step: warm-up" : "grpo step: run \(index)/\(repeats)")
-            if index == 1 { WorkClock.start() }
+            progress(index == 0 ? "\(what): warm-up" : "\(what): run \(index)/\(repeats)")
             sampling.seed = UInt64(index + 1)
             var completions: [[Completion]] = []
+            WorkClock.start()
             let generate = time { completions = generator.generate(prompts: prompts, n: 8, settings: sampling) }
+            let generateShares = WorkClock.stop()
             let groups = zip(prompts, completions).map { prompt, group in
-                group.map { GRPOSample(prompt: prompt, completion: $0.tokens,
+                group.map { GRPOSample(prompt: prompt, completion: $0.tokens, oldLogprobs: $0.logprobs,
                                        reward: Float(Set($0.tokens).count) / Float(max(1, $0.tokens.count))) }
             }
             var report: Trainer.Report?
+            WorkClock.start()
             let update = time { report = trainer.grpo(groups: groups, settings: grpo) }
+            let updateShares = WorkClock.stop()
             precondition(report?.applied == true, "the GRPO update was not applied: \(report?.skippedReason ?? "")")
-            let reward = report?.metrics["reward_mean"] ?? 0
-            if index > 0 { steps.append((generate, update, reward)) }
-            progress("grpo step: generate \(rounded(generate, 2)) s, update \(rounded(update, 2)) s, reward \(rounded(reward, 3))")
+            if index > 0 {
+                steps.append((generate, update))
+                generateWork.merge(generateShares, uniquingKeysWith: +)
+                updateWork.merge(updateShares, uniquingKeysWith: +)
+            }
+            progress("\(what): generate \(rounded(generate, 2)) s, update \(rounded(update, 2)) s, "
+                     + "reward \(rounded(report?.metrics["reward_mean"] ?? 0, 3))")
         }
-        let work = WorkClock.stop()
         func median(_ xs: [Double]) -> Double { xs.sorted()[xs.count / 2] }
         let totals = steps.map { $0.generate + $0.update }
-        return split(work.mapValues { $0 / totals.reduce(0, +) }).merging([
-                "seconds": rounded(median(totals), 2), "seconds_each": totals.map { rounded($0, 2) },
-                "generate_seconds": rounded(median(steps.map(\.generate)), 2),
-                "update_seconds": rounded(median(steps.map(\.update)), 2),
-                "prompt_tokens": prompts.map(\.count), "samples": 64, "new_tokens": 64,
-                "peak_rss_mib": peakRSSMiB()]) { $1 }
+        let generateTotal = steps.reduce(0) { $0 + $1.generate }, updateTotal = steps.reduce(0) { $0 + $1.update }
+        var figure = split(generateWork.merging(updateWork, uniquingKeysWith: +).mapValues { $0 / totals.reduce(0, +) })
+        figure.merge([
+            "seconds": rounded(median(totals), 2), "seconds_each": totals.map { rounded($0, 2) },
+            "generate_seconds": rounded(median(steps.map(\.generate)), 2),
+            "update_seconds": rounded(median(steps.map(\.update)), 2),
+            "generate_split": split(generateWork.mapValues { $0 / generateTotal }),
+            "update_split": split(updateWork.mapValues { $0 / updateTotal }),
+            "prompt_tokens": prompts.map(\.count), "samples": 64, "new_tokens": shape.newTokens,
+            "training": shape.lora ? "lora r16 alpha 32, every projection" : "full",
+            "shared_prefix": trainerSettings.sharePrefixes,
+            "peak_rss_mib": peakRSSMiB()]) { $1 }
+        // The update's products with the weights: each prompt once (shared by its 8 samples), every sample's
+        // completion, the head on the completion rows.
+        let c = policy.decoder.config
+        let rows = prompts.reduce(0) { $0 + $1.count + 8 * shape.newTokens }
+        let linear = 2.0 * Double(c.layers * (2 * c.dim * c.qDim + 2 * c.dim * c.kvDim + 3 * c.dim * c.ffnDim))
+        let flops = (Double(rows) * linear + Double(64 * shape.newTokens) * 2.0 * Double(c.dim * c.vocabSize))
+            * (shape.lora ? 2 : 3)
+        let productSeconds = updateTotal / Double(steps.count) * ((updateWork[.products] ?? 0) / updateTotal)
+        if productSeconds > 0 {
+            figure["update_matmul_gflops"] = rounded(flops / productSeconds / 1e9, 1)
+            if let matmulPeak { figure["update_matmul_fraction_of_peak"] = rounded(flops / productSeconds / 1e9 / matmulPeak, 3) }
+        }
+        return figure
     }
 
     func peakRSSMiB() -> Double {

@@ -3,11 +3,18 @@
 
     python3 scripts/reference/bench_trl_grpo.py              # 3 steps (the first is the warm-up), fp32
     python3 scripts/reference/bench_trl_grpo.py --steps 2 --bf16 --threads 2
+    python3 scripts/reference/bench_trl_grpo.py --shape rec     # the recommendation-shaped step, PEFT LoRA
 
 Prints one JSON object to stdout (progress and the trainer's own logs go to stderr). A few minutes per
 step on 2 cores.
 
-What one step is: 8 prompts x 8 samples (num_generations=8) = 64 completions of exactly 64 new tokens,
+Two shapes, each the same as a `recr1d bench` figure. --shape chat (grpo_step) is described below.
+--shape rec (grpo_step_rec) is a recommender's step: the 8 ML-100K rating prompts of
+grpo_step_rec_prompts.json (about 290 tokens each once rendered), 96 new tokens per completion, PEFT LoRA
+rank 16, alpha 32, no dropout, on q/k/v/o/gate/up/down of every layer (recr1d's default adapters), lr 1e-5;
+everything else as chat.
+
+What one step is (chat): 8 prompts x 8 samples (num_generations=8) = 64 completions of exactly 64 new tokens,
 generated in one model.generate call (transformers' generate, no vLLM, sampling at temperature 1, top_k 0,
 top_p 1), scored by a cheap deterministic reward (the fraction of distinct token ids in the completion),
 group-normalised advantages, then 8 micro-batches of 8 completions (per_device_train_batch_size=8,
@@ -74,12 +81,20 @@ from transformers.utils import logging as hf_logging  # noqa: E402
 
 PROMPTS_PER_STEP = 8
 NUM_GENERATIONS = 8
-NEW_TOKENS = 64
 MICRO_BATCH = 8
-LEARNING_RATE = 1e-6
+HERE = pathlib.Path(__file__).resolve().parent
 
-# The step's user messages, one file for this script and `recr1d bench --grpo-step`.
-PROMPTS = json.loads((pathlib.Path(__file__).resolve().parent / "grpo_step_prompts.json").read_text())
+# The two step shapes, the same as `recr1d bench --grpo-step` (chat) and `--grpo-step-rec` (rec): the user
+# messages (one file for both sides), the new tokens of every completion, the rendered prompt lengths the
+# shape expects, LoRA or full fine-tuning, the learning rate.
+SHAPES = {
+    "chat": {"prompts": HERE / "grpo_step_prompts.json", "new_tokens": 64, "prompt_tokens": (40, 90),
+             "lora": False, "learning_rate": 1e-6},
+    "rec": {"prompts": HERE / "grpo_step_rec_prompts.json", "new_tokens": 96, "prompt_tokens": (200, 400),
+            "lora": True, "learning_rate": 1e-5},
+}
+# recr1d's LoRA: rank 16, alpha 32, on every projection of every layer.
+LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
 def log(message):
@@ -152,12 +167,12 @@ def wrap_generate(model, clock):
     model.generate = timed_generate
 
 
-def distinct_fraction_reward(clock):
+def distinct_fraction_reward(clock, new_tokens):
     def distinct_fraction(completions, completion_ids, **kwargs):
         lengths = [len(ids) for ids in completion_ids]
         clock.completion_lengths.extend(lengths)
-        if any(n != NEW_TOKENS for n in lengths):
-            raise SystemExit(f"bench_trl_grpo: completions of {sorted(set(lengths))} tokens, expected {NEW_TOKENS}")
+        if any(n != new_tokens for n in lengths):
+            raise SystemExit(f"bench_trl_grpo: completions of {sorted(set(lengths))} tokens, expected {new_tokens}")
         return [len(set(ids)) / len(ids) for ids in completion_ids]
 
     return distinct_fraction
@@ -196,9 +211,15 @@ def main():
     parser.add_argument("--gradient-checkpointing", action="store_true",
                         help="recompute activations in backward (TRL's default; off here unless given)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--shape", choices=sorted(SHAPES), default="chat",
+                        help="chat: 8 short prompts x 8 x 64 tokens, full fine-tuning; rec: 8 rating prompts of "
+                             "about 290 tokens x 8 x 96 tokens, PEFT LoRA r16 alpha 32 on every projection")
     args = parser.parse_args()
     if args.steps < 1:
         parser.error("--steps must be at least 1")
+    shape = SHAPES[args.shape]
+    new_tokens = shape["new_tokens"]
+    prompts = json.loads(shape["prompts"].read_text())
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -216,14 +237,19 @@ def main():
     tokenizer.backend_tokenizer.pre_tokenizer = g.smollm_pre_tokenizer()
     model = AutoModelForCausalLM.from_pretrained(directory, gguf_file=g.MODEL_NAME, dtype=torch.float32)
     untag_gguf(model)
+    if shape["lora"]:
+        from peft import LoraConfig, get_peft_model
+        model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, bias="none",
+                                                 target_modules=LORA_TARGETS, task_type="CAUSAL_LM"))
 
-    messages = [[{"role": "user", "content": text}] for text in PROMPTS]
+    messages = [[{"role": "user", "content": text}] for text in prompts]
     prompt_tokens = [
         len(tokenizer.apply_chat_template(m, tokenize=True, add_generation_prompt=True, return_dict=True)["input_ids"])
         for m in messages
     ]
-    if len(PROMPTS) != PROMPTS_PER_STEP or not all(40 <= n <= 90 for n in prompt_tokens):
-        sys.exit(f"bench_trl_grpo: prompts render to {prompt_tokens} tokens, expected 8 of 40..90")
+    low, high = shape["prompt_tokens"]
+    if len(prompts) != PROMPTS_PER_STEP or not all(low <= n <= high for n in prompt_tokens):
+        sys.exit(f"bench_trl_grpo: prompts render to {prompt_tokens} tokens, expected 8 of {low}..{high}")
     dataset = datasets.Dataset.from_dict({"prompt": messages})
 
     clock = Clock()
@@ -240,15 +266,15 @@ def main():
         per_device_train_batch_size=MICRO_BATCH,
         gradient_accumulation_steps=PROMPTS_PER_STEP * NUM_GENERATIONS // MICRO_BATCH,
         num_generations=NUM_GENERATIONS,
-        max_completion_length=NEW_TOKENS,
-        generation_kwargs={"min_new_tokens": NEW_TOKENS},
+        max_completion_length=new_tokens,
+        generation_kwargs={"min_new_tokens": new_tokens},
         temperature=1.0,
         top_k=0,
         top_p=1.0,
         use_vllm=False,
         beta=0.0,
         num_iterations=1,
-        learning_rate=LEARNING_RATE,
+        learning_rate=shape["learning_rate"],
         lr_scheduler_type="constant",
         warmup_steps=0,
         weight_decay=0.0,
@@ -263,7 +289,7 @@ def main():
     )
     trainer = trainer_class(clock)(
         model=model,
-        reward_funcs=distinct_fraction_reward(clock),
+        reward_funcs=distinct_fraction_reward(clock, new_tokens),
         args=config,
         train_dataset=dataset,
         processing_class=tokenizer,
@@ -273,7 +299,7 @@ def main():
         sys.exit("bench_trl_grpo: TRL loaded a reference model although beta=0")
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
 
-    log(f"training {args.steps} step(s) of {PROMPTS_PER_STEP}x{NUM_GENERATIONS}x{NEW_TOKENS} tokens")
+    log(f"training {args.steps} step(s) of {PROMPTS_PER_STEP}x{NUM_GENERATIONS}x{new_tokens} tokens ({args.shape})")
     load_before = os.getloadavg()
     start = time.perf_counter()
     # The Trainer prints its log dicts to stdout; keep stdout for the JSON.
@@ -303,11 +329,13 @@ def main():
         "threads": args.threads,
         "threads_seen_in_step": steps[0]["threads"],
         "settings": {
+            "shape": args.shape,
+            "training": "peft lora r16 alpha 32, every projection" if shape["lora"] else "full",
             "prompts_per_step": PROMPTS_PER_STEP,
             "num_generations": NUM_GENERATIONS,
             "completions_per_step": PROMPTS_PER_STEP * NUM_GENERATIONS,
-            "new_tokens": NEW_TOKENS,
-            "min_new_tokens": NEW_TOKENS,
+            "new_tokens": new_tokens,
+            "min_new_tokens": new_tokens,
             "per_device_train_batch_size": config.per_device_train_batch_size,
             "gradient_accumulation_steps": config.gradient_accumulation_steps,
             "steps_per_generation": config.steps_per_generation,
@@ -331,7 +359,7 @@ def main():
         "warmup_step_seconds": seconds[0],
         "step_seconds": timed,
         "step_seconds_median": round(statistics.median(timed), 3) if timed else None,
-        "completion_tokens_per_s_median": round(PROMPTS_PER_STEP * NUM_GENERATIONS * NEW_TOKENS
+        "completion_tokens_per_s_median": round(PROMPTS_PER_STEP * NUM_GENERATIONS * new_tokens
                                                 / statistics.median(timed), 2) if timed else None,
         "split_per_step": [split_of(s) for s in steps],
         # Other work on the machine inflates a step; the 1-minute load average at each step's end shows it

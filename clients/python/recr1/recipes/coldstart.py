@@ -12,10 +12,14 @@ The procedure, for M training prompts:
 Nothing in a kept answer comes from the truth except through the filter, as when RecOne filters a teacher
 model's samples by their rating error. The rule (rating task):
 
-    base   = mean of the user's mean rating and the item's mean rating (the user's alone when the item has none)
-    adjust = half the difference between the mean rating the user gave to recent movies sharing a genre
-             with the target and the mean of all the recent ratings shown (0 when none shares a genre)
-    rating = base + adjust, rounded to a whole number in [1, 5]
+    rating = 0.4 * the user's mean rating + 0.6 * the item's mean rating (the user's alone when the item has
+             none), rounded to a whole number in [1, 5]
+
+The weights are the best of a grid (user weight 0 to 1 by 0.1, offset -0.2 to +0.4, with or without a nudge
+by the user's ratings of recent movies sharing a genre) by MAE on ML-100K's training split: 0.819 there,
+against 0.837 for the rule before it (the mean of the two means, nudged by half the genre gap). The answer's
+<match> still names the shared genres and how the user rated them: that is what the prompt shows, and the
+policy may learn to use it.
 
 Rec-R1 tasks get a rule-written answer too (the top genres and the most common year of the history as the
 query; for product search, the shopper's own words), so that `--cold-start-steps` can teach SmolLM2 the
@@ -42,11 +46,14 @@ def _join(words):
     return ", ".join(words[:-1]) + " and " + words[-1]
 
 
+USER_WEIGHT = 0.4
+
+
 def rating_rule(metadata, catalogue):
     """(rating, shared genres, mean rating of recent movies sharing a genre or None) of the rule above."""
     user_mean = float(metadata["user_mean"])
     item_mean = metadata.get("item_mean")
-    base = user_mean if item_mean is None else (user_mean + float(item_mean)) / 2
+    estimate = user_mean if item_mean is None else USER_WEIGHT * user_mean + (1 - USER_WEIGHT) * float(item_mean)
     target = catalogue.get(str(metadata.get("item")), {})
     target_genres = set(target.get("genres") or [])
     history = [str(i) for i in metadata.get("history", [])]
@@ -54,12 +61,8 @@ def rating_rule(metadata, catalogue):
     history_genres = [set(catalogue.get(item, {}).get("genres") or []) for item in history]
     sharing = [r for genres, r in zip(history_genres, ratings) if target_genres & genres]
     shared_genres = sorted(set().union(*history_genres) & target_genres)
-    adjust = 0.0
-    sharing_mean = None
-    if sharing and ratings:
-        sharing_mean = statistics.fmean(sharing)
-        adjust = (sharing_mean - statistics.fmean(ratings)) / 2
-    rating = int(min(5, max(1, round(base + adjust))))
+    sharing_mean = statistics.fmean(sharing) if sharing else None
+    rating = int(min(5, max(1, round(estimate))))
     return rating, shared_genres, sharing_mean
 
 
