@@ -29,9 +29,9 @@ public struct LossResult {
 
 // MARK: - GRPO
 
-public struct GRPOSettings {
+public struct GRPOSettings: Equatable {
     public enum Scaling { case group, batch, none }
-    public enum Aggregation { case tokenMean, sequenceMean, constant(maxTokens: Int) }
+    public enum Aggregation: Equatable { case tokenMean, sequenceMean, constant(maxTokens: Int) }
     public enum KL { case k1, k2, k3 }
     /// The policy term: PPO's clipped token ratio (GRPO, DAPO), GSPO's clipped sequence ratio, or CISPO's
     /// clipped, stopped-gradient importance weight on a REINFORCE term.
@@ -169,7 +169,7 @@ public enum GRPO {
 
 // MARK: - DPO
 
-public struct DPOSettings {
+public struct DPOSettings: Equatable {
     public enum Kind { case sigmoid, ipo }
     public var beta: Float = 0.1
     public var labelSmoothing: Float = 0

@@ -36,11 +36,10 @@ public struct JobConfig: Equatable {
     public var maxNewTokens = 128
     public var stopStrings: [String] = []
     public var learningRate: Float = 0         // 0 = the daemon's schedule
-    public var beta: Float = 0                 // GRPO's KL coefficient (0 skips the reference)
-    public var epsilonLow: Float = 0.2
-    public var epsilonHigh: Float = 0.2
-    public var objective = GRPOSettings.Objective.clippedToken   // TOML: "grpo", "gspo" or "cispo"
-    public var dpoBeta: Float = 0.1
+    /// The losses' settings: their defaults are the losses' own (GRPOSettings, DPOSettings), the same as an
+    /// Update request that leaves a field unset.
+    public var grpo = GRPOSettings()
+    public var dpo = DPOSettings()
     public var checkpointEvery = 0             // 0 = at the end only
     /// A step in which more than this fraction of the items got no reward fails the job (a plugin down,
     /// answering errors or NaN): a job that learns from nothing must not end "succeeded".
@@ -50,6 +49,71 @@ public struct JobConfig: Equatable {
     public var plugins: [RewardClient.Settings] = []
 
     public init() {}
+
+    /// The keys of a job file that are plain values, declared once: the reader and
+    /// `recr1d config --schema --job` come from this table. (name, the paths and [[plugins]] are read
+    /// below: they are checked against the request's allowed paths.)
+    public static let settings: [Setting<JobConfig>] = [
+        .choice("algorithm", \.algorithm, ["grpo": .grpo, "dpo": .dpo, "sft": .sft],
+                "grpo; dpo (the best and the worst of each prompt's samples); sft (the records' completions)."),
+        .int("steps", \.steps, 1...100_000_000, "Steps to run (required)."),
+        .int("prompts_per_step", \.promptsPerStep, 1...100_000, "Prompts per step."),
+        .int("samples_per_prompt", \.samplesPerPrompt, 1...1024, "Samples per prompt: GRPO's group; DPO pairs the best and the worst."),
+        .float("temperature", \.temperature, 0...100, "Sampling temperature."),
+        .float("top_p", \.topP, 0...1, "Nucleus sampling's mass."),
+        .int("top_k", \.topK, 0...1_000_000, "Sample among the k likeliest tokens; 0 = all."),
+        .int("max_new_tokens", \.maxNewTokens, 1...100_000, "Most new tokens per sample."),
+        .strings("stop_strings", \.stopStrings, "A sample ends after any of these."),
+        .float("learning_rate", \.learningRate, 0...10, "0 = the daemon's schedule."),
+        .float("beta", \.grpo.beta, 0...1000, "GRPO's KL coefficient; 0 skips the reference pass."),
+        .choice("kl_estimator", \.grpo.kl, ["k3": .k3, "k1": .k1, "k2": .k2], "GRPO's KL estimator."),
+        .float("epsilon_low", \.grpo.epsilonLow, 0...1, "The ratio's lower clip: 1 - epsilon_low."),
+        .float("epsilon_high", \.grpo.epsilonHigh, 0...10, "The ratio's upper clip: 1 + epsilon_high (default epsilon_low; DAPO: 0.28)."),
+        .choice("objective", \.grpo.objective, ["grpo": .clippedToken, "gspo": .clippedSequence, "cispo": .cispo],
+                "GRPO's policy term: the token ratio (grpo), the sequence ratio (gspo) or CISPO's clipped weight."),
+        .choice("advantage_scaling", \.grpo.scaling, ["group": .group, "batch": .batch, "none": .none],
+                "Advantages divided by the group's reward std, the batch's, or not at all (Dr. GRPO)."),
+        .float("entropy_coefficient", \.grpo.entropyCoefficient, -10...10, "A bonus on the policy's entropy; 0 = off."),
+        .float("dpo_beta", \.dpo.beta, 1e-6...1000, "DPO's beta."),
+        .choice("dpo_loss", \.dpo.kind, ["sigmoid": .sigmoid, "ipo": .ipo], "DPO's loss."),
+        .int("checkpoint_every", \.checkpointEvery, 0...100_000_000, "Steps between checkpoints; 0 = at the end only."),
+        .number("max_failed_fraction", \.maxFailedFraction, 0...1,
+                "A step in which more than this fraction of the items got no reward fails the job."),
+        .int("eval_every", \.evalEvery, 0...1_000_000, "Steps between validations on eval_prompts; 0 = none."),
+        .int("eval_limit", \.evalLimit, 1...100_000, "Prompts of eval_prompts each validation takes."),
+        Setting("seed", .int(0...Int.max), "The order of the prompts, epoch by epoch.",
+                get: { .int(Int($0.seed)) }, set: { job, value in if case .int(let v) = value { job.seed = UInt64(v) } }),
+    ]
+
+    /// The keys of a [[plugins]] table that are plain values (name, addresses and the files are read below).
+    public static let pluginSettings: [Setting<RewardClient.Settings>] = [
+        .float("weight", \.weight, -1e6...1e6, "The reward is the sum of weight x reward over the plugins."),
+        .int("timeout_ms", \.timeoutMs, 1...3_600_000, "Each call's deadline (sent to the plugin, enforced here)."),
+        .int("retries", \.retries, 0...100, "Retries of a failed call, on the next address."),
+        .int("backoff_ms", \.backoffMs, 0...600_000, "The wait before the first retry, doubling after."),
+        .int("batch_size", \.batchSize, 1...1_000_000, "Items per request; a larger batch is split."),
+    ]
+
+    /// Every key of a job file as JSON objects (key, type, range or choices, default, help), for tools;
+    /// plugin keys are "plugins[].key".
+    public static func schema() -> [[String: Any]] {
+        func entry(_ key: String, _ type: String, _ help: String, required: Bool = false) -> [String: Any] {
+            ["key": key, "type": type, "help": help, "required": required]
+        }
+        let defaults = JobConfig()
+        let plugin = RewardClient.Settings(name: "", addresses: [])
+        return [entry("name", "string", "The job's name: a folder under <state_dir>/jobs; letters, digits, - _ .", required: true),
+                entry("prompts", "string", "The prompts file (JSONL), relative to the job file.", required: true),
+                entry("eval_prompts", "string", "A validation prompts file (JSONL), with eval_every."),
+                entry("output_dir", "string", "Where metrics and checkpoints go; default <state_dir>/jobs/<name>.")]
+            + settings.map { $0.schemaEntry(defaults: defaults, withFlag: false) }
+            + [entry("plugins[].name", "string", "The plugin's name in the metrics.", required: true),
+               entry("plugins[].addresses", "array", "ipc:// or tcp:// (or tls+tcp://) addresses, round-robin.", required: true)]
+            + pluginSettings.map { $0.schemaEntry(defaults: plugin, withFlag: false, prefix: "plugins[].") }
+            + [entry("plugins[].token_file", "string", "A file with the plugin's shared token."),
+               entry("plugins[].tls_ca_file", "string", "For tls+tcp://: the CA certificate(s) the plugin's certificate chains to."),
+               entry("plugins[].tls_server_name", "string", "For tls+tcp://: the name the certificate must carry.")]
+    }
 
     /// Reads and checks a job file's text; relative paths are taken from `baseDirectory`. With `paths`
     /// (a job from a request), every file the job names must lie where `paths` allows: the error is an
@@ -70,61 +134,33 @@ public struct JobConfig: Equatable {
         guard let prompts = try toml.string("prompts") else { throw ConfigError(key: "prompts", "a job needs a prompts file (JSONL)") }
         self.prompts = try resolve(prompts, "prompts")
         evalPrompts = try toml.string("eval_prompts").map { try resolve($0, "eval_prompts") }
-        if let v = try toml.int("eval_every", in: 0...1_000_000) { evalEvery = v }
-        if let v = try toml.int("eval_limit", in: 1...100_000) { evalLimit = v }
-        if let v = try toml.string("algorithm") {
-            guard let algorithm = Algorithm(rawValue: v) else { throw ConfigError(key: "algorithm", "'\(v)' is not grpo, dpo or sft") }
-            self.algorithm = algorithm
-        }
-        guard let steps = try toml.int("steps", in: 1...100_000_000) else { throw ConfigError(key: "steps", "a job needs steps") }
-        self.steps = steps
-        if let v = try toml.int("prompts_per_step", in: 1...100_000) { promptsPerStep = v }
-        if let v = try toml.int("samples_per_prompt", in: 1...1024) { samplesPerPrompt = v }
-        if let v = try toml.double("temperature", in: 0...100) { temperature = Float(v) }
-        if let v = try toml.double("top_p", in: 0...1) { topP = Float(v) }
-        if let v = try toml.int("top_k", in: 0...1_000_000) { topK = v }
-        if let v = try toml.int("max_new_tokens", in: 1...100_000) { maxNewTokens = v }
-        if let v = try toml.strings("stop_strings") { stopStrings = v }
-        if let v = try toml.double("learning_rate", in: 0...10) { learningRate = Float(v) }
-        if let v = try toml.double("beta", in: 0...1000) { beta = Float(v) }
-        if let v = try toml.double("epsilon_low", in: 0...1) { epsilonLow = Float(v) }
-        epsilonHigh = try toml.double("epsilon_high", in: 0...10).map(Float.init) ?? epsilonLow
-        if let v = try toml.string("objective") {
-            let objectives: [String: GRPOSettings.Objective] = ["grpo": .clippedToken, "gspo": .clippedSequence, "cispo": .cispo]
-            guard let objective = objectives[v] else { throw ConfigError(key: "objective", "'\(v)' is not grpo, gspo or cispo") }
-            self.objective = objective
-        }
-        if let v = try toml.double("dpo_beta", in: 1e-6...1000) { dpoBeta = Float(v) }
-        if let v = try toml.int("checkpoint_every", in: 0...100_000_000) { checkpointEvery = v }
-        if let v = try toml.double("max_failed_fraction", in: 0...1) { maxFailedFraction = v }
+        let present = try Setting.read(Self.settings, from: &toml, into: &self)
+        guard present.contains("steps") else { throw ConfigError(key: "steps", "a job needs steps") }
+        // As in an Update request: the upper clip is the lower one unless given.
+        if !present.contains("epsilon_high") { grpo.epsilonHigh = grpo.epsilonLow }
         outputDir = try toml.string("output_dir").map { try resolve($0, "output_dir") } ?? (stateDir as NSString).appendingPathComponent("jobs/\(name)")
-        if let v = try toml.int("seed", in: 0...Int.max) { seed = UInt64(v) }
         for (index, var table) in (try toml.tables("plugins") ?? []).enumerated() {
             let key = "plugins[\(index)]"
-            guard let pluginName = try table.string("name") else { throw ConfigError(key: "\(key).name", "a plugin needs a name") }
-            guard let addresses = try table.strings("addresses"), !addresses.isEmpty else {
-                throw ConfigError(key: "\(key).addresses", "a plugin needs at least one address (ipc://, tcp://)")
-            }
-            var plugin = RewardClient.Settings(name: pluginName, addresses: addresses)
-            if let v = try table.double("weight", in: -1e6...1e6) { plugin.weight = Float(v) }
-            if let v = try table.int("timeout_ms", in: 1...3_600_000) { plugin.timeoutMs = v }
-            if let v = try table.int("retries", in: 0...100) { plugin.retries = v }
-            if let v = try table.int("backoff_ms", in: 0...600_000) { plugin.backoffMs = v }
-            if let v = try table.int("batch_size", in: 1...1_000_000) { plugin.batchSize = v }
-            plugin.tlsCAFile = try table.string("tls_ca_file").map { try resolve($0, "\(key).tls_ca_file") }
-            plugin.tlsServerName = try table.string("tls_server_name")
-            if plugin.addresses.contains(where: { $0.hasPrefix("tls+tcp://") }) && plugin.tlsCAFile == nil {
-                throw ConfigError(key: "\(key).tls_ca_file", "tls+tcp addresses need the CA certificate that verifies the plugin")
-            }
-            if let path = try table.string("token_file") {
-                plugin.token = try String(contentsOfFile: resolve(path, "\(key).token_file"), encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
-            }
             do {
+                guard let pluginName = try table.string("name") else { throw ConfigError(key: "name", "a plugin needs a name") }
+                guard let addresses = try table.strings("addresses"), !addresses.isEmpty else {
+                    throw ConfigError(key: "addresses", "a plugin needs at least one address (ipc://, tcp://)")
+                }
+                var plugin = RewardClient.Settings(name: pluginName, addresses: addresses)
+                try Setting.read(Self.pluginSettings, from: &table, into: &plugin)
+                plugin.tlsCAFile = try table.string("tls_ca_file").map { try resolve($0, "\(key).tls_ca_file") }
+                plugin.tlsServerName = try table.string("tls_server_name")
+                if plugin.addresses.contains(where: { $0.hasPrefix("tls+tcp://") }) && plugin.tlsCAFile == nil {
+                    throw ConfigError(key: "tls_ca_file", "tls+tcp addresses need the CA certificate that verifies the plugin")
+                }
+                if let path = try table.string("token_file") {
+                    plugin.token = try String(contentsOfFile: resolve(path, "\(key).token_file"), encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+                }
                 try table.rejectUnknownKeys()
+                plugins.append(plugin)
             } catch let error as ConfigError {
                 throw ConfigError(key: "\(key).\(error.key)", error.message)
             }
-            plugins.append(plugin)
         }
         try toml.rejectUnknownKeys()
         if algorithm != .sft && plugins.isEmpty {

@@ -232,12 +232,7 @@ public final class JobRunner {
                     metrics["skipped"] = 1
                     return metrics
                 }
-                var settings = GRPOSettings()
-                settings.beta = config.beta
-                settings.epsilonLow = config.epsilonLow
-                settings.epsilonHigh = config.epsilonHigh
-                settings.objective = config.objective
-                report = try policy.train { $0.grpo(groups: groups, settings: settings, learningRate: rate) }.report
+                report = try policy.train { $0.grpo(groups: groups, settings: config.grpo, learningRate: rate) }.report
             } else {
                 let pairs = groups.compactMap { group -> PreferencePair? in
                     let best = group.max { $0.reward < $1.reward }!, worst = group.min { $0.reward < $1.reward }!
@@ -248,9 +243,7 @@ public final class JobRunner {
                     metrics["skipped"] = 1
                     return metrics
                 }
-                var settings = DPOSettings()
-                settings.beta = config.dpoBeta
-                report = try policy.train { $0.dpo(pairs: pairs, settings: settings, learningRate: rate) }.report
+                report = try policy.train { $0.dpo(pairs: pairs, settings: config.dpo, learningRate: rate) }.report
             }
         }
         metrics["loss"] = report.loss

