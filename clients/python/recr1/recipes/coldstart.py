@@ -17,9 +17,12 @@ model's samples by their rating error. The rule (rating task):
 
 The weights are the best of a grid (user weight 0 to 1 by 0.1, offset -0.2 to +0.4, with or without a nudge
 by the user's ratings of recent movies sharing a genre) by MAE on ML-100K's training split: 0.819 there,
-against 0.837 for the rule before it (the mean of the two means, nudged by half the genre gap). The answer's
-<match> still names the shared genres and how the user rated them: that is what the prompt shows, and the
-policy may learn to use it.
+against 0.837 for the rule before it (the mean of the two means, nudged by half the genre gap). The answer
+copies both means as the prompt prints them (two decimals) and writes the weighted estimate before the rating,
+so that the rating token is the rounding of a number just written: a cold start that wrote only "<rate>" after
+the means answered 3 for 311 of 384 test targets where its rule answers 4 far more often (recone-f). <match>
+still names the shared genres and how the user rated them: that is what the prompt shows, and the policy may
+learn to use it.
 
 Rec-R1 tasks get a rule-written answer too (the top genres and the most common year of the history as the
 query; for product search, the shopper's own words), so that `--cold-start-steps` can teach SmolLM2 the
@@ -50,7 +53,7 @@ USER_WEIGHT = 0.4
 
 
 def rating_rule(metadata, catalogue):
-    """(rating, shared genres, mean rating of recent movies sharing a genre or None) of the rule above."""
+    """(rating, estimate, shared genres, mean rating of recent movies sharing a genre or None) of the rule."""
     user_mean = float(metadata["user_mean"])
     item_mean = metadata.get("item_mean")
     estimate = user_mean if item_mean is None else USER_WEIGHT * user_mean + (1 - USER_WEIGHT) * float(item_mean)
@@ -63,27 +66,29 @@ def rating_rule(metadata, catalogue):
     shared_genres = sorted(set().union(*history_genres) & target_genres)
     sharing_mean = statistics.fmean(sharing) if sharing else None
     rating = int(min(5, max(1, round(estimate))))
-    return rating, shared_genres, sharing_mean
+    return rating, estimate, shared_genres, sharing_mean
 
 
 def rating_answer(record, catalogue):
     """A rule-written RecZero answer for a rating record: short (about 50 tokens), so that SFT and RL spend
     their tokens on the prompt's facts and the rating, not on copying titles."""
     metadata = record["metadata"]
-    rating, shared, sharing_mean = rating_rule(metadata, catalogue)
+    rating, estimate, shared, sharing_mean = rating_rule(metadata, catalogue)
     history = [catalogue.get(str(i), {}) for i in metadata.get("history", [])]
     top = [g for g, _ in _genre_counts(history).most_common(2)]
     target = catalogue.get(str(metadata.get("item")), {})
     genres = ", ".join(target.get("genres") or []) or "unclassified"
-    user = f"Mean {float(metadata['user_mean']):.1f}" + (f"; likes {', '.join(top)}" if top else "")
+    user = f"Mean {float(metadata['user_mean']):.2f}" + (f"; likes {', '.join(top)}" if top else "")
     if metadata.get("item_mean") is None:
         item = f"{genres}; not rated yet"
     else:
-        item = f"{genres}; mean {float(metadata['item_mean']):.1f}"
+        item = f"{genres}; mean {float(metadata['item_mean']):.2f}"
     if sharing_mean is not None and shared:
         match = f"Shares {', '.join(shared)}; rated {sharing_mean:.1f} there"
     else:
         match = "Shares no genre"
+    weights = "user mean" if metadata.get("item_mean") is None else f"{USER_WEIGHT:g} user + {1 - USER_WEIGHT:g} item"
+    match += f". Estimate ({weights}): {estimate:.2f}"
     return (f"<analyze user> {user}. </analyze user>\n<analyze item> {item}. </analyze item>\n"
             f"<match> {match}. </match>\n<rate>{rating}</rate>")
 
