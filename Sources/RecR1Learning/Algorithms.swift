@@ -34,9 +34,17 @@ public struct PreferencePair {
 
 extension Trainer {
     /// GRPO: advantages from each group's rewards, the reference's log-probs when β ≠ 0, then the clipped
-    /// objective (GRPO.loss). Metrics add the rewards' mean and standard deviation.
-    public func grpo(groups: [[GRPOSample]], settings: GRPOSettings, accumulate: Bool = false,
+    /// objective (GRPO.loss). Metrics add the rewards' mean and standard deviation, and with
+    /// `settings.dropFlatGroups` the groups left out ("groups_flat"); when every group is flat the step is
+    /// skipped and nothing accumulated is lost.
+    public func grpo(groups allGroups: [[GRPOSample]], settings: GRPOSettings, accumulate: Bool = false,
                      learningRate: Float? = nil) -> Report {
+        let groups = settings.dropFlatGroups ? allGroups.filter { !GRPO.isFlat($0.map(\.reward)) } : allGroups
+        let flat = ["groups_flat": Double(allGroups.count - groups.count)]
+        if groups.isEmpty {
+            return Report(applied: false, skippedReason: "every group's rewards are equal (drop_flat_groups)",
+                          loss: 0, metrics: flat, step: optimizer.step, tokens: 0, sequences: 0)
+        }
         let samples = groups.flatMap { $0 }
         let batch = TrainingBatch(prompts: samples.map(\.prompt), completions: samples.map(\.completion))
         let advantages = GRPO.advantages(groups.map { $0.map(\.reward) }, scaling: settings.scaling,
@@ -55,23 +63,31 @@ extension Trainer {
         }
         let rewards = samples.map { Double($0.reward) }
         let mean = rewards.reduce(0, +) / Double(max(1, rewards.count))
+        report.metrics.merge(flat) { $1 }
         report.metrics["reward_mean"] = mean
         report.metrics["reward_std"] = rewards.count > 1
             ? (rewards.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Double(rewards.count - 1)).squareRoot() : 0
         return report
     }
 
-    /// DPO: chosen and rejected completions against the reference (DPO.loss).
+    /// DPO: chosen and rejected completions against the reference (DPO.loss). Metrics add "pairs"; without
+    /// pairs (every group was flat) the step is skipped.
     public func dpo(pairs: [PreferencePair], settings: DPOSettings, accumulate: Bool = false,
                     learningRate: Float? = nil) -> Report {
+        if pairs.isEmpty {
+            return Report(applied: false, skippedReason: "no pair: every group's rewards are equal",
+                          loss: 0, metrics: ["pairs": 0], step: optimizer.step, tokens: 0, sequences: 0)
+        }
         let batch = TrainingBatch(prompts: pairs.map(\.prompt) + pairs.map(\.prompt),
                                   completions: pairs.map(\.chosen) + pairs.map(\.rejected))
         let reference = referenceLogprobs(batch)
         let n = pairs.count
-        return update(batch, accumulate: accumulate, learningRate: learningRate) { logprobs, _ in
+        var report = update(batch, accumulate: accumulate, learningRate: learningRate) { logprobs, _ in
             let scored = logprobs.indices.map { ScoredSequence(logprobs: logprobs[$0], referenceLogprobs: reference[$0]) }
             return DPO.loss(chosen: Array(scored[..<n]), rejected: Array(scored[n...]), settings: settings)
         }
+        report.metrics["pairs"] = Double(n)
+        return report
     }
 
     /// SFT: cross-entropy of the completions.

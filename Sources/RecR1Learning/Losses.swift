@@ -46,11 +46,21 @@ public struct GRPOSettings: Equatable {
     public var advantageEpsilon: Float = 1e-4
     public var entropyCoefficient: Float = 0  // c in ℓ_t −= c·H_t (0 = off)
     public var objective: Objective = .clippedToken
+    /// DAPO's dynamic sampling: leave out the groups whose rewards are all equal. Their advantages are 0, so
+    /// they add no gradient, but they would count in the token mean and shrink every other group's step.
+    public var dropFlatGroups = false
 
     public init() {}
 }
 
 public enum GRPO {
+    /// A group carries no signal when its rewards are all equal: the one rule for dropping groups (jobs,
+    /// Update with drop_flat_groups) and for pairing (DPO.bestAndWorst).
+    public static func isFlat(_ rewards: [Float]) -> Bool {
+        guard let first = rewards.first else { return true }
+        return rewards.allSatisfy { $0 == first }
+    }
+
     /// Group-relative advantages: (r − mean_group) / (std + ε), std over the group (.group) or the whole
     /// batch (.batch), or r − mean_group (.none, Dr. GRPO). std is the sample standard deviation (n − 1),
     /// as torch.std computes it.
@@ -178,6 +188,16 @@ public struct DPOSettings: Equatable {
 }
 
 public enum DPO {
+    /// RLRF4Rec's pair from one prompt's scored samples: (index of the best, index of the worst), the first
+    /// one on ties, or nil when fewer than two are scored or all score the same (GRPO.isFlat).
+    public static func bestAndWorst(_ rewards: [Float?]) -> (best: Int, worst: Int)? {
+        let scored = rewards.enumerated().compactMap { i, r in r.map { (i, $0) } }
+        guard scored.count >= 2, !GRPO.isFlat(scored.map(\.1)) else { return nil }
+        // max(by:) and min(by:) keep the first of equal elements.
+        let best = scored.max { $0.1 < $1.1 }!, worst = scored.min { $0.1 < $1.1 }!
+        return (best.0, worst.0)
+    }
+
     /// Per pair, with h = (log π(chosen) − log π_ref(chosen)) − (log π(rejected) − log π_ref(rejected)) and
     /// z = β·h:
     ///     sigmoid: ℓ = −(1 − s)·log σ(z) − s·log σ(−z)          IPO: ℓ = (h − 1/(2β))²

@@ -74,6 +74,8 @@ public struct JobConfig: Equatable {
         .choice("advantage_scaling", \.grpo.scaling, ["group": .group, "batch": .batch, "none": .none],
                 "Advantages divided by the group's reward std, the batch's, or not at all (Dr. GRPO)."),
         .float("entropy_coefficient", \.grpo.entropyCoefficient, -10...10, "A bonus on the policy's entropy; 0 = off."),
+        .choice("flat_groups", \.grpo.dropFlatGroups, ["keep": false, "drop": true],
+                "GRPO's groups whose rewards are all equal: kept (plain GRPO) or left out (DAPO's dynamic sampling)."),
         .float("dpo_beta", \.dpo.beta, 1e-6...1000, "DPO's beta."),
         .choice("dpo_loss", \.dpo.kind, ["sigmoid": .sigmoid, "ipo": .ipo], "DPO's loss."),
         .int("checkpoint_every", \.checkpointEvery, 0...100_000_000, "Steps between checkpoints; 0 = at the end only."),

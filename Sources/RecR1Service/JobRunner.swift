@@ -235,8 +235,9 @@ public final class JobRunner {
                 report = try policy.train { $0.grpo(groups: groups, settings: config.grpo, learningRate: rate) }.report
             } else {
                 let pairs = groups.compactMap { group -> PreferencePair? in
-                    let best = group.max { $0.reward < $1.reward }!, worst = group.min { $0.reward < $1.reward }!
-                    return best.reward > worst.reward ? PreferencePair(prompt: best.prompt, chosen: best.completion, rejected: worst.completion) : nil
+                    DPO.bestAndWorst(group.map(\.reward)).map { best, worst in
+                        PreferencePair(prompt: group[best].prompt, chosen: group[best].completion, rejected: group[worst].completion)
+                    }
                 }
                 metrics["pairs"] = Double(pairs.count)
                 guard !pairs.isEmpty else {

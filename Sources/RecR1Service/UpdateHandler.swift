@@ -29,8 +29,12 @@ struct UpdateHandler {
             let (groups, settings) = try readGRPO(batch)
             step = { $0.grpo(groups: groups, settings: settings, accumulate: request.accumulate, learningRate: rate) }
         case .dpo(let batch):
-            let (pairs, settings) = try readDPO(batch)
-            step = { $0.dpo(pairs: pairs, settings: settings, accumulate: request.accumulate, learningRate: rate) }
+            let (pairs, settings, flat) = try readDPO(batch)
+            step = { trainer in
+                var report = trainer.dpo(pairs: pairs, settings: settings, accumulate: request.accumulate, learningRate: rate)
+                report.metrics["groups_flat"] = Double(flat)
+                return report
+            }
         case .sft(let batch):
             let pairs = try readSFT(batch)
             step = { $0.sft(prompts: pairs.map(\.0), completions: pairs.map(\.1), accumulate: request.accumulate, learningRate: rate) }
@@ -61,6 +65,8 @@ struct UpdateHandler {
         m.margin = report.metrics["margin"] ?? 0
         m.logRatioAbsMean = report.metrics["log_ratio_abs_mean"] ?? 0
         m.logRatioAbsMax = report.metrics["log_ratio_abs_max"] ?? 0
+        m.groupsFlat = UInt32(report.metrics["groups_flat"] ?? 0)
+        m.pairs = UInt32(report.metrics["pairs"] ?? 0)
         let elapsed = (ContinuousClock.now - started).components
         m.seconds = Double(elapsed.seconds) + Double(elapsed.attoseconds) * 1e-18
         reply.metrics = m
@@ -95,6 +101,7 @@ struct UpdateHandler {
         if c.hasBeta { s.beta = try bounded(c.beta.value, "grpo.config.beta", 0...1000) }
         if c.hasAdvantageEpsilon { s.advantageEpsilon = try bounded(c.advantageEpsilon.value, "grpo.config.advantage_epsilon", 0...1) }
         s.entropyCoefficient = try bounded(c.entropyCoefficient, "grpo.config.entropy_coefficient", -10...10)
+        s.dropFlatGroups = c.dropFlatGroups
         switch c.klEstimator {
         case .klK3: s.kl = .k3
         case .klK1: s.kl = .k1
@@ -122,41 +129,7 @@ struct UpdateHandler {
             if group.samples.count < 2 {
                 throw RPCError.invalidArgument("grpo.groups[\(g)].samples", "a group needs at least 2 samples to compare, has \(group.samples.count)")
             }
-            return try group.samples.enumerated().map { i, sample in
-                let field = "grpo.groups[\(g)].samples[\(i)]"
-                guard sample.reward.isFinite else { throw RPCError.invalidArgument("\(field).reward", "must be finite, got \(sample.reward)") }
-                switch sample.source {
-                case .rolloutID(let id):
-                    guard let rollout = rollouts.get(id) else {
-                        throw RPCError.notFound("\(field).rollout_id",
-                                                "rollout '\(id)' is not in the store (evicted, never generated, or from an earlier run)")
-                    }
-                    if rollout.completion.isEmpty {
-                        throw RPCError.invalidArgument("\(field).rollout_id", "rollout '\(id)' has no completion tokens")
-                    }
-                    return GRPOSample(prompt: rollout.prompt, completion: rollout.completion, oldLogprobs: rollout.logprobs,
-                                      reward: sample.reward)
-                case .explicit(let explicit):
-                    try reader.checkIds(explicit.promptTokens.ids, field: "\(field).explicit.prompt_tokens.ids")
-                    try reader.checkIds(explicit.completionTokens.ids, field: "\(field).explicit.completion_tokens.ids")
-                    let prompt = explicit.promptTokens.ids.map { Int32($0) }, completion = explicit.completionTokens.ids.map { Int32($0) }
-                    if prompt.isEmpty { throw RPCError.invalidArgument("\(field).explicit.prompt_tokens", "the prompt has no tokens") }
-                    if completion.isEmpty { throw RPCError.invalidArgument("\(field).explicit.completion_tokens", "the completion has no tokens") }
-                    if !explicit.oldLogprobs.isEmpty && explicit.oldLogprobs.count != completion.count {
-                        throw RPCError.invalidArgument("\(field).explicit.old_logprobs",
-                                                       "\(explicit.oldLogprobs.count) log-probs for \(completion.count) completion tokens")
-                    }
-                    if let bad = explicit.oldLogprobs.firstIndex(where: { !$0.isFinite || $0 > 0 }) {
-                        throw RPCError.invalidArgument("\(field).explicit.old_logprobs[\(bad)]",
-                                                       "a log-prob must be finite and <= 0, got \(explicit.oldLogprobs[bad])")
-                    }
-                    try checkSequence(prompt, completion, field: field)
-                    return GRPOSample(prompt: prompt, completion: completion,
-                                      oldLogprobs: explicit.oldLogprobs.isEmpty ? nil : explicit.oldLogprobs, reward: sample.reward)
-                case nil:
-                    throw RPCError.invalidArgument(field, "a sample needs a rollout_id or an explicit sample")
-                }
-            }
+            return try group.samples.enumerated().map { i, sample in try readSample(sample, field: "grpo.groups[\(g)].samples[\(i)]") }
         }
         switch c.aggregation {
         case .aggregationTokenMean: s.aggregation = .tokenMean
@@ -174,7 +147,43 @@ struct UpdateHandler {
         return (groups, s)
     }
 
-    private func readDPO(_ batch: Recr1_V1_DpoBatch) throws -> ([PreferencePair], DPOSettings) {
+    /// One scored sample of a GRPO group or a DPO group: a rollout from the store or explicit tokens.
+    private func readSample(_ sample: Recr1_V1_GrpoSample, field: String) throws -> GRPOSample {
+        guard sample.reward.isFinite else { throw RPCError.invalidArgument("\(field).reward", "must be finite, got \(sample.reward)") }
+        switch sample.source {
+        case .rolloutID(let id):
+            guard let rollout = rollouts.get(id) else {
+                throw RPCError.notFound("\(field).rollout_id",
+                                        "rollout '\(id)' is not in the store (evicted, never generated, or from an earlier run)")
+            }
+            if rollout.completion.isEmpty {
+                throw RPCError.invalidArgument("\(field).rollout_id", "rollout '\(id)' has no completion tokens")
+            }
+            return GRPOSample(prompt: rollout.prompt, completion: rollout.completion, oldLogprobs: rollout.logprobs,
+                              reward: sample.reward)
+        case .explicit(let explicit):
+            try reader.checkIds(explicit.promptTokens.ids, field: "\(field).explicit.prompt_tokens.ids")
+            try reader.checkIds(explicit.completionTokens.ids, field: "\(field).explicit.completion_tokens.ids")
+            let prompt = explicit.promptTokens.ids.map { Int32($0) }, completion = explicit.completionTokens.ids.map { Int32($0) }
+            if prompt.isEmpty { throw RPCError.invalidArgument("\(field).explicit.prompt_tokens", "the prompt has no tokens") }
+            if completion.isEmpty { throw RPCError.invalidArgument("\(field).explicit.completion_tokens", "the completion has no tokens") }
+            if !explicit.oldLogprobs.isEmpty && explicit.oldLogprobs.count != completion.count {
+                throw RPCError.invalidArgument("\(field).explicit.old_logprobs",
+                                               "\(explicit.oldLogprobs.count) log-probs for \(completion.count) completion tokens")
+            }
+            if let bad = explicit.oldLogprobs.firstIndex(where: { !$0.isFinite || $0 > 0 }) {
+                throw RPCError.invalidArgument("\(field).explicit.old_logprobs[\(bad)]",
+                                               "a log-prob must be finite and <= 0, got \(explicit.oldLogprobs[bad])")
+            }
+            try checkSequence(prompt, completion, field: field)
+            return GRPOSample(prompt: prompt, completion: completion,
+                              oldLogprobs: explicit.oldLogprobs.isEmpty ? nil : explicit.oldLogprobs, reward: sample.reward)
+        case nil:
+            throw RPCError.invalidArgument(field, "a sample needs a rollout_id or an explicit sample")
+        }
+    }
+
+    private func readDPO(_ batch: Recr1_V1_DpoBatch) throws -> ([PreferencePair], DPOSettings, flat: Int) {
         var s = DPOSettings()
         if batch.config.hasBeta {
             let beta = batch.config.beta.value
@@ -191,8 +200,9 @@ struct UpdateHandler {
         case .dpoIpo: s.kind = .ipo
         case .UNRECOGNIZED(let v): throw RPCError.invalidArgument("dpo.config.loss", "\(v) is not SIGMOID (0) or IPO (1)")
         }
-        try checkItems(batch.pairs.count, "dpo.pairs")
-        let pairs = try batch.pairs.enumerated().map { i, pair in
+        try checkItems(batch.pairs.count + batch.groups.reduce(0) { $0 + $1.samples.count },
+                       batch.groups.isEmpty ? "dpo.pairs" : "dpo.groups")
+        var pairs = try batch.pairs.enumerated().map { i, pair in
             let field = "dpo.pairs[\(i)]"
             let prompt = try reader.promptTokens(pair.prompt, field: "\(field).prompt")
             let chosen = try reader.continuationTokens(pair.chosen, field: "\(field).chosen")
@@ -201,7 +211,13 @@ struct UpdateHandler {
             try checkSequence(prompt, rejected, field: "\(field).rejected")
             return PreferencePair(prompt: prompt, chosen: chosen, rejected: rejected)
         }
-        return (pairs, s)
+        var flat = 0
+        for (g, group) in batch.groups.enumerated() {
+            let samples = try group.samples.enumerated().map { i, sample in try readSample(sample, field: "dpo.groups[\(g)].samples[\(i)]") }
+            guard let (best, worst) = DPO.bestAndWorst(samples.map(\.reward)) else { flat += 1; continue }
+            pairs.append(PreferencePair(prompt: samples[best].prompt, chosen: samples[best].completion, rejected: samples[worst].completion))
+        }
+        return (pairs, s, flat)
     }
 
     private func readSFT(_ batch: Recr1_V1_SftBatch) throws -> [([Int32], [Int32])] {

@@ -120,3 +120,68 @@ final class MicroBatchTests: EngineTestCase {
         }
     }
 }
+
+/// The rules that turn scored samples into training items, in one place for Update and jobs: a flat group
+/// (all rewards equal) is left out of GRPO when asked and never pairs for DPO.
+final class GroupRuleTests: EngineTestCase {
+
+    func testFlatGroupsAndBestAndWorst() {
+        XCTAssertTrue(GRPO.isFlat([0.5, 0.5, 0.5]))
+        XCTAssertTrue(GRPO.isFlat([]))
+        XCTAssertFalse(GRPO.isFlat([0.5, 0.5, 0.6]))
+        XCTAssertEqual(DPO.bestAndWorst([0.2, 0.9, nil, 0.9, 0.1, 0.1]).map { [$0.best, $0.worst] }, [1, 4], "first on ties")
+        XCTAssertNil(DPO.bestAndWorst([0.3, nil, 0.3]), "all scored equal")
+        XCTAssertNil(DPO.bestAndWorst([0.3, nil]), "one scored")
+        XCTAssertEqual(DPO.bestAndWorst([nil, -1, 2]).map { [$0.best, $0.worst] }, [2, 1])
+    }
+
+    /// With dropFlatGroups, a flat group changes nothing: the step equals the step on the other groups alone
+    /// (kept, it would count in the token mean and shrink the step). Every group flat: no step, weights kept.
+    func testDroppedFlatGroupsLeaveTheStepOfTheOthers() {
+        func trained(_ groups: [[GRPOSample]], drop: Bool, step: Bool = true) -> (Trainer.Report?, [Float]) {
+            let model = DecoderTests.randomModel(seed: 61)
+            var settings = TrainerSettings()
+            settings.lora = LoRASettings(rank: 4, alpha: 8)
+            settings.schedule = .constant(0.01)
+            settings.seed = 5
+            let trainer = Trainer(decoder: model, settings: settings)
+            var grpo = GRPOSettings()
+            grpo.beta = 0
+            grpo.dropFlatGroups = drop
+            let report = step ? trainer.grpo(groups: groups, settings: grpo) : nil
+            var flat: [Float] = []
+            model.adapters!.forEachParameter(LoRAAdapters(zerosLike: model.adapters!)) { p, _ in flat += p }
+            return (report, flat)
+        }
+        func sample(_ prompt: [Int32], _ completion: [Int32], _ reward: Float) -> GRPOSample {
+            GRPOSample(prompt: prompt, completion: completion, reward: reward)
+        }
+        let signal = [sample([4, 9, 12], [30, 2, 5], 1), sample([4, 9, 12], [40, 3], 0)]
+        let flatGroup = [sample([8, 8], [11, 12, 13, 14], 0.5), sample([8, 8], [5, 6, 7], 0.5)]
+
+        let (aloneReport, aloneWeights) = trained([signal], drop: false)
+        let (droppedReport, droppedWeights) = trained([signal, flatGroup], drop: true)
+        let (keptReport, keptWeights) = trained([signal, flatGroup], drop: false)
+        let alone = aloneReport!, dropped = droppedReport!, kept = keptReport!
+        XCTAssertTrue(alone.applied && dropped.applied && kept.applied)
+        XCTAssertEqual(dropped.metrics["groups_flat"], 1)
+        XCTAssertEqual(kept.metrics["groups_flat"], 0)
+        XCTAssertEqual(dropped.sequences, 2)
+        XCTAssertEqual(dropped.loss, alone.loss, accuracy: 1e-9)
+        XCTAssertLessThan(maxAbsDifference(droppedWeights, aloneWeights), 1e-7)
+        // Kept, the flat group's 7 tokens count in the token mean: the loss (and gradient) of the 5 others shrinks.
+        XCTAssertEqual(kept.loss, alone.loss * 5 / 12, accuracy: 1e-6 * abs(alone.loss))
+        XCTAssertGreaterThan(abs(alone.loss), 1e-4)
+        XCTAssertEqual(keptWeights.count, aloneWeights.count)
+
+        let (_, initial) = trained([flatGroup], drop: true, step: false)
+        let (noneReport, noneWeights) = trained([flatGroup], drop: true)
+        let none = noneReport!
+        XCTAssertFalse(none.applied)
+        XCTAssertEqual(none.metrics["groups_flat"], 1)
+        XCTAssertTrue(none.skippedReason.contains("drop_flat_groups"))
+        XCTAssertEqual(none.step, 0)
+        XCTAssertEqual(noneWeights, initial)
+        XCTAssertGreaterThan(maxAbsDifference(aloneWeights, initial), 1e-6)
+    }
+}

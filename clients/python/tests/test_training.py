@@ -124,6 +124,34 @@ def test_explicit_samples_dpo_and_sft_updates(policy):
     assert second.applied and second.policy_version == 4 and second.step == 4
 
 
+def test_flat_groups_and_dpo_groups_follow_the_servers_rules(policy):
+    """drop_flat_groups leaves a flat group out (counted in groups_flat); every group flat skips the step and
+    keeps the weights. DpoBatch.groups: recr1d pairs each group's best with its worst, flat groups unpaired."""
+    rollouts = policy.generate([FRUIT, CAPITAL], n=3, max_new_tokens=6, seed=4).results
+    fruit, capital = ([c.rollout_id for c in r.completions] for r in rollouts)
+    signal = list(zip(fruit, [1.0, 0.0, 0.5]))
+    flat = list(zip(capital, [0.5, 0.5, 0.5]))
+
+    version, before, _ = logprobs(policy)
+    skipped = policy.update(grpo=recr1.grpo_batch([flat], beta=0.0, drop_flat_groups=True), learning_rate=1e-3)
+    assert not skipped.applied and "drop_flat_groups" in skipped.skipped_reason and skipped.metrics.groups_flat == 1
+    assert logprobs(policy) == (version, before, before) and skipped.policy_version == version
+
+    dropped = policy.update(grpo=recr1.grpo_batch([signal, flat], beta=0.0, drop_flat_groups=True), learning_rate=1e-3)
+    assert dropped.applied and dropped.metrics.groups_flat == 1 and dropped.metrics.sequences == 3
+    kept = policy.update(grpo=recr1.grpo_batch([signal, flat], beta=0.0), learning_rate=1e-3)
+    assert kept.applied and kept.metrics.groups_flat == 0 and kept.metrics.sequences == 6
+
+    paired = policy.update(dpo=recr1.dpo_batch(groups=[signal, flat], beta=0.1), learning_rate=1e-3)
+    assert paired.applied and paired.metrics.pairs == 1 and paired.metrics.groups_flat == 1
+    assert paired.metrics.sequences == 2
+    unpaired = policy.update(dpo=recr1.dpo_batch(groups=[flat], beta=0.1))
+    assert not unpaired.applied and unpaired.skipped_reason.startswith("no pair") and unpaired.metrics.pairs == 0
+    with pytest.raises(recr1.NotFound) as caught:
+        policy.update(dpo=recr1.dpo_batch(groups=[[(fruit[0], 1.0), ("no-such-rollout", 0.0)]]))
+    assert caught.value.field == "dpo.groups[0].samples[1].rollout_id"
+
+
 def test_bad_updates_name_the_field_and_change_nothing(policy):
     version, before, _ = logprobs(policy)
     rollout = policy.generate([FRUIT], n=2, max_new_tokens=4, seed=1).results[0].completions

@@ -1016,6 +1016,10 @@ public nonisolated struct Recr1_V1_GrpoConfig: Sendable {
   /// the policy term; epsilon_low / epsilon_high bound its ratio
   public var objective: Recr1_V1_PolicyObjective = .objectiveClippedToken
 
+  /// DAPO's dynamic sampling: leave out groups whose rewards are all equal (no advantage, but they would dilute
+  /// the token mean); metrics.groups_flat counts them. With every group flat the step is skipped (applied false).
+  public var dropFlatGroups: Bool = false
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1217,6 +1221,10 @@ public nonisolated struct Recr1_V1_DpoBatch: Sendable {
   /// Clears the value of `config`. Subsequent reads from it will return its default value.
   public mutating func clearConfig() {self._config = nil}
 
+  /// Scored samples of one prompt each (RLRF4Rec): recr1d pairs each group's best with its worst, the first on
+  /// ties, and leaves out groups whose rewards are all equal; metrics.pairs counts the pairs trained on.
+  public var groups: [Recr1_V1_GrpoGroup] = []
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1318,89 +1326,107 @@ public nonisolated struct Recr1_V1_UpdateRequest: Sendable {
   public init() {}
 }
 
-public nonisolated struct Recr1_V1_UpdateMetrics: Sendable {
+public nonisolated struct Recr1_V1_UpdateMetrics: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var loss: Double = 0
+  public var loss: Double {
+    get {_storage._loss}
+    set {_uniqueStorage()._loss = newValue}
+  }
 
-  public var kl: Double = 0
+  public var kl: Double {
+    get {_storage._kl}
+    set {_uniqueStorage()._kl = newValue}
+  }
 
-  public var clipFraction: Double = 0
+  public var clipFraction: Double {
+    get {_storage._clipFraction}
+    set {_uniqueStorage()._clipFraction = newValue}
+  }
 
-  public var entropy: Double = 0
+  public var entropy: Double {
+    get {_storage._entropy}
+    set {_uniqueStorage()._entropy = newValue}
+  }
 
   /// before clipping
-  public var gradNorm: Double = 0
+  public var gradNorm: Double {
+    get {_storage._gradNorm}
+    set {_uniqueStorage()._gradNorm = newValue}
+  }
 
-  public var learningRate: Double = 0
+  public var learningRate: Double {
+    get {_storage._learningRate}
+    set {_uniqueStorage()._learningRate = newValue}
+  }
 
-  public var tokens: UInt64 = 0
+  public var tokens: UInt64 {
+    get {_storage._tokens}
+    set {_uniqueStorage()._tokens = newValue}
+  }
 
-  public var sequences: UInt64 = 0
+  public var sequences: UInt64 {
+    get {_storage._sequences}
+    set {_uniqueStorage()._sequences = newValue}
+  }
 
-  public var rewardMean: Double = 0
+  public var rewardMean: Double {
+    get {_storage._rewardMean}
+    set {_uniqueStorage()._rewardMean = newValue}
+  }
 
-  public var rewardStd: Double = 0
+  public var rewardStd: Double {
+    get {_storage._rewardStd}
+    set {_uniqueStorage()._rewardStd = newValue}
+  }
 
   /// DPO: beta * (log pi - log pi_ref) of chosen, mean
-  public var chosenRewards: Double = 0
+  public var chosenRewards: Double {
+    get {_storage._chosenRewards}
+    set {_uniqueStorage()._chosenRewards = newValue}
+  }
 
-  public var rejectedRewards: Double = 0
+  public var rejectedRewards: Double {
+    get {_storage._rejectedRewards}
+    set {_uniqueStorage()._rejectedRewards = newValue}
+  }
 
   /// DPO: chosen_rewards - rejected_rewards
-  public var margin: Double = 0
+  public var margin: Double {
+    get {_storage._margin}
+    set {_uniqueStorage()._margin = newValue}
+  }
 
-  public var seconds: Double = 0
+  public var seconds: Double {
+    get {_storage._seconds}
+    set {_uniqueStorage()._seconds = newValue}
+  }
 
   /// GRPO: |log pi - log pi_old| over the scored tokens, pi_old the sampler's log-probs. On the first pass over
   /// fresh rollouts the policy has not moved, so these measure how far the trainer's numerics are from the
   /// sampler's (bf16 products, kernels); later passes add the policy's own movement.
-  public var logRatioAbsMean: Double = 0
-
-  public var logRatioAbsMax: Double = 0
-
-  public var unknownFields = SwiftProtobuf.UnknownStorage()
-
-  public init() {}
-}
-
-public nonisolated struct Recr1_V1_UpdateReply: @unchecked Sendable {
-  // SwiftProtobuf.Message conformance is added in an extension below. See the
-  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
-  // methods supported on all messages.
-
-  /// False when the step was skipped (non-finite loss or gradients); the weights are then untouched.
-  public var applied: Bool {
-    get {_storage._applied}
-    set {_uniqueStorage()._applied = newValue}
+  public var logRatioAbsMean: Double {
+    get {_storage._logRatioAbsMean}
+    set {_uniqueStorage()._logRatioAbsMean = newValue}
   }
 
-  public var skippedReason: String {
-    get {_storage._skippedReason}
-    set {_uniqueStorage()._skippedReason = newValue}
+  public var logRatioAbsMax: Double {
+    get {_storage._logRatioAbsMax}
+    set {_uniqueStorage()._logRatioAbsMax = newValue}
   }
 
-  public var metrics: Recr1_V1_UpdateMetrics {
-    get {_storage._metrics ?? Recr1_V1_UpdateMetrics()}
-    set {_uniqueStorage()._metrics = newValue}
-  }
-  /// Returns true if `metrics` has been explicitly set.
-  public var hasMetrics: Bool {_storage._metrics != nil}
-  /// Clears the value of `metrics`. Subsequent reads from it will return its default value.
-  public mutating func clearMetrics() {_uniqueStorage()._metrics = nil}
-
-  /// bumped by every applied optimiser step
-  public var policyVersion: UInt64 {
-    get {_storage._policyVersion}
-    set {_uniqueStorage()._policyVersion = newValue}
+  /// GRPO with drop_flat_groups, DPO groups: the groups left out
+  public var groupsFlat: UInt32 {
+    get {_storage._groupsFlat}
+    set {_uniqueStorage()._groupsFlat = newValue}
   }
 
-  /// optimiser steps taken so far
-  public var step: UInt64 {
-    get {_storage._step}
-    set {_uniqueStorage()._step = newValue}
+  /// DPO: the pairs trained on (given, and made from groups)
+  public var pairs: UInt32 {
+    get {_storage._pairs}
+    set {_uniqueStorage()._pairs = newValue}
   }
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -1408,6 +1434,38 @@ public nonisolated struct Recr1_V1_UpdateReply: @unchecked Sendable {
   public init() {}
 
   fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+public nonisolated struct Recr1_V1_UpdateReply: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// False when the step was skipped (non-finite loss or gradients); the weights are then untouched.
+  public var applied: Bool = false
+
+  public var skippedReason: String = String()
+
+  public var metrics: Recr1_V1_UpdateMetrics {
+    get {_metrics ?? Recr1_V1_UpdateMetrics()}
+    set {_metrics = newValue}
+  }
+  /// Returns true if `metrics` has been explicitly set.
+  public var hasMetrics: Bool {self._metrics != nil}
+  /// Clears the value of `metrics`. Subsequent reads from it will return its default value.
+  public mutating func clearMetrics() {self._metrics = nil}
+
+  /// bumped by every applied optimiser step
+  public var policyVersion: UInt64 = 0
+
+  /// optimiser steps taken so far
+  public var step: UInt64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _metrics: Recr1_V1_UpdateMetrics? = nil
 }
 
 public nonisolated struct Recr1_V1_SaveCheckpointRequest: Sendable {
@@ -2675,7 +2733,7 @@ nonisolated extension Recr1_V1_ScoreReply: SwiftProtobuf.Message, SwiftProtobuf.
 
 nonisolated extension Recr1_V1_GrpoConfig: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".GrpoConfig"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}epsilon_low\0\u{3}epsilon_high\0\u{1}beta\0\u{3}kl_estimator\0\u{1}aggregation\0\u{3}advantage_scaling\0\u{3}entropy_coefficient\0\u{3}advantage_epsilon\0\u{3}max_completion_tokens\0\u{1}objective\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}epsilon_low\0\u{3}epsilon_high\0\u{1}beta\0\u{3}kl_estimator\0\u{1}aggregation\0\u{3}advantage_scaling\0\u{3}entropy_coefficient\0\u{3}advantage_epsilon\0\u{3}max_completion_tokens\0\u{1}objective\0\u{3}drop_flat_groups\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2693,6 +2751,7 @@ nonisolated extension Recr1_V1_GrpoConfig: SwiftProtobuf.Message, SwiftProtobuf.
       case 8: try { try decoder.decodeSingularMessageField(value: &self._advantageEpsilon) }()
       case 9: try { try decoder.decodeSingularUInt32Field(value: &self.maxCompletionTokens) }()
       case 10: try { try decoder.decodeSingularEnumField(value: &self.objective) }()
+      case 11: try { try decoder.decodeSingularBoolField(value: &self.dropFlatGroups) }()
       default: break
       }
     }
@@ -2733,6 +2792,9 @@ nonisolated extension Recr1_V1_GrpoConfig: SwiftProtobuf.Message, SwiftProtobuf.
     if self.objective != .objectiveClippedToken {
       try visitor.visitSingularEnumField(value: self.objective, fieldNumber: 10)
     }
+    if self.dropFlatGroups != false {
+      try visitor.visitSingularBoolField(value: self.dropFlatGroups, fieldNumber: 11)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -2747,6 +2809,7 @@ nonisolated extension Recr1_V1_GrpoConfig: SwiftProtobuf.Message, SwiftProtobuf.
     if lhs._advantageEpsilon != rhs._advantageEpsilon {return false}
     if lhs.maxCompletionTokens != rhs.maxCompletionTokens {return false}
     if lhs.objective != rhs.objective {return false}
+    if lhs.dropFlatGroups != rhs.dropFlatGroups {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -3022,7 +3085,7 @@ nonisolated extension Recr1_V1_DpoPair: SwiftProtobuf.Message, SwiftProtobuf._Me
 
 nonisolated extension Recr1_V1_DpoBatch: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".DpoBatch"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}pairs\0\u{1}config\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}pairs\0\u{1}config\0\u{1}groups\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -3032,6 +3095,7 @@ nonisolated extension Recr1_V1_DpoBatch: SwiftProtobuf.Message, SwiftProtobuf._M
       switch fieldNumber {
       case 1: try { try decoder.decodeRepeatedMessageField(value: &self.pairs) }()
       case 2: try { try decoder.decodeSingularMessageField(value: &self._config) }()
+      case 3: try { try decoder.decodeRepeatedMessageField(value: &self.groups) }()
       default: break
       }
     }
@@ -3048,12 +3112,16 @@ nonisolated extension Recr1_V1_DpoBatch: SwiftProtobuf.Message, SwiftProtobuf._M
     try { if let v = self._config {
       try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
     } }()
+    if !self.groups.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.groups, fieldNumber: 3)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Recr1_V1_DpoBatch, rhs: Recr1_V1_DpoBatch) -> Bool {
     if lhs.pairs != rhs.pairs {return false}
     if lhs._config != rhs._config {return false}
+    if lhs.groups != rhs.groups {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -3224,119 +3292,27 @@ nonisolated extension Recr1_V1_UpdateRequest: SwiftProtobuf.Message, SwiftProtob
 
 nonisolated extension Recr1_V1_UpdateMetrics: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".UpdateMetrics"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}loss\0\u{1}kl\0\u{3}clip_fraction\0\u{1}entropy\0\u{3}grad_norm\0\u{3}learning_rate\0\u{1}tokens\0\u{1}sequences\0\u{3}reward_mean\0\u{3}reward_std\0\u{3}chosen_rewards\0\u{3}rejected_rewards\0\u{1}margin\0\u{1}seconds\0\u{3}log_ratio_abs_mean\0\u{3}log_ratio_abs_max\0")
-
-  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    while let fieldNumber = try decoder.nextFieldNumber() {
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every case branch when no optimizations are
-      // enabled. https://github.com/apple/swift-protobuf/issues/1034
-      switch fieldNumber {
-      case 1: try { try decoder.decodeSingularDoubleField(value: &self.loss) }()
-      case 2: try { try decoder.decodeSingularDoubleField(value: &self.kl) }()
-      case 3: try { try decoder.decodeSingularDoubleField(value: &self.clipFraction) }()
-      case 4: try { try decoder.decodeSingularDoubleField(value: &self.entropy) }()
-      case 5: try { try decoder.decodeSingularDoubleField(value: &self.gradNorm) }()
-      case 6: try { try decoder.decodeSingularDoubleField(value: &self.learningRate) }()
-      case 7: try { try decoder.decodeSingularUInt64Field(value: &self.tokens) }()
-      case 8: try { try decoder.decodeSingularUInt64Field(value: &self.sequences) }()
-      case 9: try { try decoder.decodeSingularDoubleField(value: &self.rewardMean) }()
-      case 10: try { try decoder.decodeSingularDoubleField(value: &self.rewardStd) }()
-      case 11: try { try decoder.decodeSingularDoubleField(value: &self.chosenRewards) }()
-      case 12: try { try decoder.decodeSingularDoubleField(value: &self.rejectedRewards) }()
-      case 13: try { try decoder.decodeSingularDoubleField(value: &self.margin) }()
-      case 14: try { try decoder.decodeSingularDoubleField(value: &self.seconds) }()
-      case 15: try { try decoder.decodeSingularDoubleField(value: &self.logRatioAbsMean) }()
-      case 16: try { try decoder.decodeSingularDoubleField(value: &self.logRatioAbsMax) }()
-      default: break
-      }
-    }
-  }
-
-  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    if self.loss.bitPattern != 0 {
-      try visitor.visitSingularDoubleField(value: self.loss, fieldNumber: 1)
-    }
-    if self.kl.bitPattern != 0 {
-      try visitor.visitSingularDoubleField(value: self.kl, fieldNumber: 2)
-    }
-    if self.clipFraction.bitPattern != 0 {
-      try visitor.visitSingularDoubleField(value: self.clipFraction, fieldNumber: 3)
-    }
-    if self.entropy.bitPattern != 0 {
-      try visitor.visitSingularDoubleField(value: self.entropy, fieldNumber: 4)
-    }
-    if self.gradNorm.bitPattern != 0 {
-      try visitor.visitSingularDoubleField(value: self.gradNorm, fieldNumber: 5)
-    }
-    if self.learningRate.bitPattern != 0 {
-      try visitor.visitSingularDoubleField(value: self.learningRate, fieldNumber: 6)
-    }
-    if self.tokens != 0 {
-      try visitor.visitSingularUInt64Field(value: self.tokens, fieldNumber: 7)
-    }
-    if self.sequences != 0 {
-      try visitor.visitSingularUInt64Field(value: self.sequences, fieldNumber: 8)
-    }
-    if self.rewardMean.bitPattern != 0 {
-      try visitor.visitSingularDoubleField(value: self.rewardMean, fieldNumber: 9)
-    }
-    if self.rewardStd.bitPattern != 0 {
-      try visitor.visitSingularDoubleField(value: self.rewardStd, fieldNumber: 10)
-    }
-    if self.chosenRewards.bitPattern != 0 {
-      try visitor.visitSingularDoubleField(value: self.chosenRewards, fieldNumber: 11)
-    }
-    if self.rejectedRewards.bitPattern != 0 {
-      try visitor.visitSingularDoubleField(value: self.rejectedRewards, fieldNumber: 12)
-    }
-    if self.margin.bitPattern != 0 {
-      try visitor.visitSingularDoubleField(value: self.margin, fieldNumber: 13)
-    }
-    if self.seconds.bitPattern != 0 {
-      try visitor.visitSingularDoubleField(value: self.seconds, fieldNumber: 14)
-    }
-    if self.logRatioAbsMean.bitPattern != 0 {
-      try visitor.visitSingularDoubleField(value: self.logRatioAbsMean, fieldNumber: 15)
-    }
-    if self.logRatioAbsMax.bitPattern != 0 {
-      try visitor.visitSingularDoubleField(value: self.logRatioAbsMax, fieldNumber: 16)
-    }
-    try unknownFields.traverse(visitor: &visitor)
-  }
-
-  public static func ==(lhs: Recr1_V1_UpdateMetrics, rhs: Recr1_V1_UpdateMetrics) -> Bool {
-    if lhs.loss != rhs.loss {return false}
-    if lhs.kl != rhs.kl {return false}
-    if lhs.clipFraction != rhs.clipFraction {return false}
-    if lhs.entropy != rhs.entropy {return false}
-    if lhs.gradNorm != rhs.gradNorm {return false}
-    if lhs.learningRate != rhs.learningRate {return false}
-    if lhs.tokens != rhs.tokens {return false}
-    if lhs.sequences != rhs.sequences {return false}
-    if lhs.rewardMean != rhs.rewardMean {return false}
-    if lhs.rewardStd != rhs.rewardStd {return false}
-    if lhs.chosenRewards != rhs.chosenRewards {return false}
-    if lhs.rejectedRewards != rhs.rejectedRewards {return false}
-    if lhs.margin != rhs.margin {return false}
-    if lhs.seconds != rhs.seconds {return false}
-    if lhs.logRatioAbsMean != rhs.logRatioAbsMean {return false}
-    if lhs.logRatioAbsMax != rhs.logRatioAbsMax {return false}
-    if lhs.unknownFields != rhs.unknownFields {return false}
-    return true
-  }
-}
-
-nonisolated extension Recr1_V1_UpdateReply: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
-  public static let protoMessageName: String = _protobuf_package + ".UpdateReply"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}applied\0\u{3}skipped_reason\0\u{1}metrics\0\u{3}policy_version\0\u{1}step\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}loss\0\u{1}kl\0\u{3}clip_fraction\0\u{1}entropy\0\u{3}grad_norm\0\u{3}learning_rate\0\u{1}tokens\0\u{1}sequences\0\u{3}reward_mean\0\u{3}reward_std\0\u{3}chosen_rewards\0\u{3}rejected_rewards\0\u{1}margin\0\u{1}seconds\0\u{3}log_ratio_abs_mean\0\u{3}log_ratio_abs_max\0\u{3}groups_flat\0\u{1}pairs\0")
 
   fileprivate class _StorageClass {
-    var _applied: Bool = false
-    var _skippedReason: String = String()
-    var _metrics: Recr1_V1_UpdateMetrics? = nil
-    var _policyVersion: UInt64 = 0
-    var _step: UInt64 = 0
+    var _loss: Double = 0
+    var _kl: Double = 0
+    var _clipFraction: Double = 0
+    var _entropy: Double = 0
+    var _gradNorm: Double = 0
+    var _learningRate: Double = 0
+    var _tokens: UInt64 = 0
+    var _sequences: UInt64 = 0
+    var _rewardMean: Double = 0
+    var _rewardStd: Double = 0
+    var _chosenRewards: Double = 0
+    var _rejectedRewards: Double = 0
+    var _margin: Double = 0
+    var _seconds: Double = 0
+    var _logRatioAbsMean: Double = 0
+    var _logRatioAbsMax: Double = 0
+    var _groupsFlat: UInt32 = 0
+    var _pairs: UInt32 = 0
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -3347,11 +3323,24 @@ nonisolated extension Recr1_V1_UpdateReply: SwiftProtobuf.Message, SwiftProtobuf
     private init() {}
 
     init(copying source: _StorageClass) {
-      _applied = source._applied
-      _skippedReason = source._skippedReason
-      _metrics = source._metrics
-      _policyVersion = source._policyVersion
-      _step = source._step
+      _loss = source._loss
+      _kl = source._kl
+      _clipFraction = source._clipFraction
+      _entropy = source._entropy
+      _gradNorm = source._gradNorm
+      _learningRate = source._learningRate
+      _tokens = source._tokens
+      _sequences = source._sequences
+      _rewardMean = source._rewardMean
+      _rewardStd = source._rewardStd
+      _chosenRewards = source._chosenRewards
+      _rejectedRewards = source._rejectedRewards
+      _margin = source._margin
+      _seconds = source._seconds
+      _logRatioAbsMean = source._logRatioAbsMean
+      _logRatioAbsMax = source._logRatioAbsMax
+      _groupsFlat = source._groupsFlat
+      _pairs = source._pairs
     }
   }
 
@@ -3370,11 +3359,24 @@ nonisolated extension Recr1_V1_UpdateReply: SwiftProtobuf.Message, SwiftProtobuf
         // allocates stack space for every case branch when no optimizations are
         // enabled. https://github.com/apple/swift-protobuf/issues/1034
         switch fieldNumber {
-        case 1: try { try decoder.decodeSingularBoolField(value: &_storage._applied) }()
-        case 2: try { try decoder.decodeSingularStringField(value: &_storage._skippedReason) }()
-        case 3: try { try decoder.decodeSingularMessageField(value: &_storage._metrics) }()
-        case 4: try { try decoder.decodeSingularUInt64Field(value: &_storage._policyVersion) }()
-        case 5: try { try decoder.decodeSingularUInt64Field(value: &_storage._step) }()
+        case 1: try { try decoder.decodeSingularDoubleField(value: &_storage._loss) }()
+        case 2: try { try decoder.decodeSingularDoubleField(value: &_storage._kl) }()
+        case 3: try { try decoder.decodeSingularDoubleField(value: &_storage._clipFraction) }()
+        case 4: try { try decoder.decodeSingularDoubleField(value: &_storage._entropy) }()
+        case 5: try { try decoder.decodeSingularDoubleField(value: &_storage._gradNorm) }()
+        case 6: try { try decoder.decodeSingularDoubleField(value: &_storage._learningRate) }()
+        case 7: try { try decoder.decodeSingularUInt64Field(value: &_storage._tokens) }()
+        case 8: try { try decoder.decodeSingularUInt64Field(value: &_storage._sequences) }()
+        case 9: try { try decoder.decodeSingularDoubleField(value: &_storage._rewardMean) }()
+        case 10: try { try decoder.decodeSingularDoubleField(value: &_storage._rewardStd) }()
+        case 11: try { try decoder.decodeSingularDoubleField(value: &_storage._chosenRewards) }()
+        case 12: try { try decoder.decodeSingularDoubleField(value: &_storage._rejectedRewards) }()
+        case 13: try { try decoder.decodeSingularDoubleField(value: &_storage._margin) }()
+        case 14: try { try decoder.decodeSingularDoubleField(value: &_storage._seconds) }()
+        case 15: try { try decoder.decodeSingularDoubleField(value: &_storage._logRatioAbsMean) }()
+        case 16: try { try decoder.decodeSingularDoubleField(value: &_storage._logRatioAbsMax) }()
+        case 17: try { try decoder.decodeSingularUInt32Field(value: &_storage._groupsFlat) }()
+        case 18: try { try decoder.decodeSingularUInt32Field(value: &_storage._pairs) }()
         default: break
         }
       }
@@ -3383,43 +3385,145 @@ nonisolated extension Recr1_V1_UpdateReply: SwiftProtobuf.Message, SwiftProtobuf
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
     try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every if/case branch local when no optimizations
-      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
-      // https://github.com/apple/swift-protobuf/issues/1182
-      if _storage._applied != false {
-        try visitor.visitSingularBoolField(value: _storage._applied, fieldNumber: 1)
+      if _storage._loss.bitPattern != 0 {
+        try visitor.visitSingularDoubleField(value: _storage._loss, fieldNumber: 1)
       }
-      if !_storage._skippedReason.isEmpty {
-        try visitor.visitSingularStringField(value: _storage._skippedReason, fieldNumber: 2)
+      if _storage._kl.bitPattern != 0 {
+        try visitor.visitSingularDoubleField(value: _storage._kl, fieldNumber: 2)
       }
-      try { if let v = _storage._metrics {
-        try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
-      } }()
-      if _storage._policyVersion != 0 {
-        try visitor.visitSingularUInt64Field(value: _storage._policyVersion, fieldNumber: 4)
+      if _storage._clipFraction.bitPattern != 0 {
+        try visitor.visitSingularDoubleField(value: _storage._clipFraction, fieldNumber: 3)
       }
-      if _storage._step != 0 {
-        try visitor.visitSingularUInt64Field(value: _storage._step, fieldNumber: 5)
+      if _storage._entropy.bitPattern != 0 {
+        try visitor.visitSingularDoubleField(value: _storage._entropy, fieldNumber: 4)
+      }
+      if _storage._gradNorm.bitPattern != 0 {
+        try visitor.visitSingularDoubleField(value: _storage._gradNorm, fieldNumber: 5)
+      }
+      if _storage._learningRate.bitPattern != 0 {
+        try visitor.visitSingularDoubleField(value: _storage._learningRate, fieldNumber: 6)
+      }
+      if _storage._tokens != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._tokens, fieldNumber: 7)
+      }
+      if _storage._sequences != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._sequences, fieldNumber: 8)
+      }
+      if _storage._rewardMean.bitPattern != 0 {
+        try visitor.visitSingularDoubleField(value: _storage._rewardMean, fieldNumber: 9)
+      }
+      if _storage._rewardStd.bitPattern != 0 {
+        try visitor.visitSingularDoubleField(value: _storage._rewardStd, fieldNumber: 10)
+      }
+      if _storage._chosenRewards.bitPattern != 0 {
+        try visitor.visitSingularDoubleField(value: _storage._chosenRewards, fieldNumber: 11)
+      }
+      if _storage._rejectedRewards.bitPattern != 0 {
+        try visitor.visitSingularDoubleField(value: _storage._rejectedRewards, fieldNumber: 12)
+      }
+      if _storage._margin.bitPattern != 0 {
+        try visitor.visitSingularDoubleField(value: _storage._margin, fieldNumber: 13)
+      }
+      if _storage._seconds.bitPattern != 0 {
+        try visitor.visitSingularDoubleField(value: _storage._seconds, fieldNumber: 14)
+      }
+      if _storage._logRatioAbsMean.bitPattern != 0 {
+        try visitor.visitSingularDoubleField(value: _storage._logRatioAbsMean, fieldNumber: 15)
+      }
+      if _storage._logRatioAbsMax.bitPattern != 0 {
+        try visitor.visitSingularDoubleField(value: _storage._logRatioAbsMax, fieldNumber: 16)
+      }
+      if _storage._groupsFlat != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._groupsFlat, fieldNumber: 17)
+      }
+      if _storage._pairs != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._pairs, fieldNumber: 18)
       }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: Recr1_V1_UpdateReply, rhs: Recr1_V1_UpdateReply) -> Bool {
+  public static func ==(lhs: Recr1_V1_UpdateMetrics, rhs: Recr1_V1_UpdateMetrics) -> Bool {
     if lhs._storage !== rhs._storage {
       let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
         let _storage = _args.0
         let rhs_storage = _args.1
-        if _storage._applied != rhs_storage._applied {return false}
-        if _storage._skippedReason != rhs_storage._skippedReason {return false}
-        if _storage._metrics != rhs_storage._metrics {return false}
-        if _storage._policyVersion != rhs_storage._policyVersion {return false}
-        if _storage._step != rhs_storage._step {return false}
+        if _storage._loss != rhs_storage._loss {return false}
+        if _storage._kl != rhs_storage._kl {return false}
+        if _storage._clipFraction != rhs_storage._clipFraction {return false}
+        if _storage._entropy != rhs_storage._entropy {return false}
+        if _storage._gradNorm != rhs_storage._gradNorm {return false}
+        if _storage._learningRate != rhs_storage._learningRate {return false}
+        if _storage._tokens != rhs_storage._tokens {return false}
+        if _storage._sequences != rhs_storage._sequences {return false}
+        if _storage._rewardMean != rhs_storage._rewardMean {return false}
+        if _storage._rewardStd != rhs_storage._rewardStd {return false}
+        if _storage._chosenRewards != rhs_storage._chosenRewards {return false}
+        if _storage._rejectedRewards != rhs_storage._rejectedRewards {return false}
+        if _storage._margin != rhs_storage._margin {return false}
+        if _storage._seconds != rhs_storage._seconds {return false}
+        if _storage._logRatioAbsMean != rhs_storage._logRatioAbsMean {return false}
+        if _storage._logRatioAbsMax != rhs_storage._logRatioAbsMax {return false}
+        if _storage._groupsFlat != rhs_storage._groupsFlat {return false}
+        if _storage._pairs != rhs_storage._pairs {return false}
         return true
       }
       if !storagesAreEqual {return false}
     }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Recr1_V1_UpdateReply: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".UpdateReply"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}applied\0\u{3}skipped_reason\0\u{1}metrics\0\u{3}policy_version\0\u{1}step\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBoolField(value: &self.applied) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.skippedReason) }()
+      case 3: try { try decoder.decodeSingularMessageField(value: &self._metrics) }()
+      case 4: try { try decoder.decodeSingularUInt64Field(value: &self.policyVersion) }()
+      case 5: try { try decoder.decodeSingularUInt64Field(value: &self.step) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if self.applied != false {
+      try visitor.visitSingularBoolField(value: self.applied, fieldNumber: 1)
+    }
+    if !self.skippedReason.isEmpty {
+      try visitor.visitSingularStringField(value: self.skippedReason, fieldNumber: 2)
+    }
+    try { if let v = self._metrics {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+    } }()
+    if self.policyVersion != 0 {
+      try visitor.visitSingularUInt64Field(value: self.policyVersion, fieldNumber: 4)
+    }
+    if self.step != 0 {
+      try visitor.visitSingularUInt64Field(value: self.step, fieldNumber: 5)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Recr1_V1_UpdateReply, rhs: Recr1_V1_UpdateReply) -> Bool {
+    if lhs.applied != rhs.applied {return false}
+    if lhs.skippedReason != rhs.skippedReason {return false}
+    if lhs._metrics != rhs._metrics {return false}
+    if lhs.policyVersion != rhs.policyVersion {return false}
+    if lhs.step != rhs.step {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

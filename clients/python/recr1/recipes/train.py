@@ -25,7 +25,6 @@ from recr1.data.jsonl import write_jsonl
 from recr1.recipes import coldstart, evaluate, plots, tasks
 from recr1.recipes.daemon import LocalDaemon, folders_of
 from recr1.recipes.progress import Progress, duration
-from recr1.rewards.rlrf4rec import best_and_worst
 
 DAEMON_KEYS = ("model", "training_mode", "lora_rank", "lora_alpha", "blas_threads")
 
@@ -131,53 +130,50 @@ def _score(scorer, task, batch, reply):
 def grpo_step(client, scorer, task, batch, options, step, lr_override):
     reply, generate_seconds = _rollouts(client, batch, options, options["group_size"], step)
     scored, fields = _score(scorer, task, batch, reply)
-    groups, flat = [], 0
+    # Flat groups are left out by recr1d (GrpoConfig.drop_flat_groups): the rule lives with the losses, where
+    # jobs use it too. Here only groups with fewer than two scored samples are set aside.
+    groups = []
     for result, group in zip(reply.results, scored):
         samples = [(c.rollout_id, r) for c, (r, _) in zip(result.completions, group) if r is not None]
-        if len(samples) < 2:
-            flat += 1
-            continue
-        values = [r for _, r in samples]
-        if max(values) - min(values) <= 1e-9 and not options["keep_flat_groups"]:
-            flat += 1   # DAPO's dynamic sampling: a group whose rewards are all equal has no advantage
-            continue
-        groups.append(samples)
-    record = {"phase": "grpo", **fields, "generate_seconds": generate_seconds, "groups_used": len(groups),
-              "groups_flat": flat}
+        if len(samples) >= 2:
+            groups.append(samples)
+    record = {"phase": "grpo", **fields, "generate_seconds": generate_seconds, "groups_flat": len(batch) - len(groups)}
     if groups:
         batch_message = grpo_batch(groups, beta=options["beta"], epsilon_low=options["clip"], kl=options["kl"],
                                    aggregation=options["aggregation"], scaling=options["scaling"],
                                    entropy_coefficient=options["entropy_coefficient"],
-                                   objective=options.get("objective", "grpo"))
-        record.update(_update_fields(client.update(grpo=batch_message, learning_rate=lr_override)))
+                                   objective=options.get("objective", "grpo"),
+                                   drop_flat_groups=not options["keep_flat_groups"])
+        update = client.update(grpo=batch_message, learning_rate=lr_override)
+        record.update(_update_fields(update))
+        record["groups_flat"] += update.metrics.groups_flat
     else:
-        record["skipped"] = "every group's rewards are equal"
+        record["skipped"] = "no group has two scored samples"
+    record["groups_used"] = len(batch) - record["groups_flat"]
     return record
 
 
 def dpo_step(client, scorer, task, batch, options, step, lr_override):
     reply, generate_seconds = _rollouts(client, batch, options, options["samples"], step)
     scored, fields = _score(scorer, task, batch, reply)
-    pairs, chosen, rejected = [], [], []
-    for record, result, group in zip(batch, reply.results, scored):
-        picked = best_and_worst([r for r, _ in group])
-        if picked is None:
-            continue
-        best, worst = (result.completions[i] for i in picked)
-        if not best.token_ids or not worst.token_ids:
-            continue
-        pairs.append((record["messages"], list(best.token_ids), list(worst.token_ids)))
-        chosen.append(group[picked[0]][0])
-        rejected.append(group[picked[1]][0])
-    out = {"phase": "dpo", **fields, "generate_seconds": generate_seconds, "pairs": len(pairs),
-           "chosen_reward_mean": _mean(chosen), "rejected_reward_mean": _mean(rejected)}
-    if pairs:
-        update = client.update(dpo=dpo_batch(pairs, beta=options["beta"]), learning_rate=lr_override)
+    # recr1d pairs each group's best with its worst (DpoBatch.groups, DPO.bestAndWorst), as jobs do.
+    groups = []
+    for result, group in zip(reply.results, scored):
+        samples = [(c.rollout_id, r) for c, (r, _) in zip(result.completions, group) if r is not None and c.token_ids]
+        if len(samples) >= 2:
+            groups.append(samples)
+    # The plugin's rewards of the pairs' two sides, for the record (a group pairs only when they differ).
+    distinct = [[r for _, r in g] for g in groups if max(r for _, r in g) > min(r for _, r in g)]
+    out = {"phase": "dpo", **fields, "generate_seconds": generate_seconds, "pairs": 0,
+           "chosen_reward_mean": _mean([max(g) for g in distinct]),
+           "rejected_reward_mean": _mean([min(g) for g in distinct])}
+    if groups:
+        update = client.update(dpo=dpo_batch([], groups=groups, beta=options["beta"]), learning_rate=lr_override)
         out.update(_update_fields(update))
-        out.update({"margin": update.metrics.margin, "chosen_rewards": update.metrics.chosen_rewards,
-                    "rejected_rewards": update.metrics.rejected_rewards})
+        out.update({"pairs": update.metrics.pairs, "margin": update.metrics.margin,
+                    "chosen_rewards": update.metrics.chosen_rewards, "rejected_rewards": update.metrics.rejected_rewards})
     else:
-        out["skipped"] = "no pair: every user's texts scored the same"
+        out["skipped"] = "no pair: no user has two scored texts"
     return out
 
 

@@ -83,12 +83,14 @@ class DetokenizeRequest(_message.Message):
     def __init__(self, sequences: _Optional[_Iterable[_Union[_common_pb2.TokenIds, _Mapping]]] = ..., skip_special_tokens: bool = ...) -> None: ...
 
 class DpoBatch(_message.Message):
-    __slots__ = ["config", "pairs"]
+    __slots__ = ["config", "groups", "pairs"]
     CONFIG_FIELD_NUMBER: _ClassVar[int]
+    GROUPS_FIELD_NUMBER: _ClassVar[int]
     PAIRS_FIELD_NUMBER: _ClassVar[int]
     config: DpoConfig
+    groups: _containers.RepeatedCompositeFieldContainer[GrpoGroup]
     pairs: _containers.RepeatedCompositeFieldContainer[DpoPair]
-    def __init__(self, pairs: _Optional[_Iterable[_Union[DpoPair, _Mapping]]] = ..., config: _Optional[_Union[DpoConfig, _Mapping]] = ...) -> None: ...
+    def __init__(self, pairs: _Optional[_Iterable[_Union[DpoPair, _Mapping]]] = ..., config: _Optional[_Union[DpoConfig, _Mapping]] = ..., groups: _Optional[_Iterable[_Union[GrpoGroup, _Mapping]]] = ...) -> None: ...
 
 class DpoConfig(_message.Message):
     __slots__ = ["beta", "label_smoothing", "loss"]
@@ -167,11 +169,12 @@ class GrpoBatch(_message.Message):
     def __init__(self, groups: _Optional[_Iterable[_Union[GrpoGroup, _Mapping]]] = ..., config: _Optional[_Union[GrpoConfig, _Mapping]] = ...) -> None: ...
 
 class GrpoConfig(_message.Message):
-    __slots__ = ["advantage_epsilon", "advantage_scaling", "aggregation", "beta", "entropy_coefficient", "epsilon_high", "epsilon_low", "kl_estimator", "max_completion_tokens", "objective"]
+    __slots__ = ["advantage_epsilon", "advantage_scaling", "aggregation", "beta", "drop_flat_groups", "entropy_coefficient", "epsilon_high", "epsilon_low", "kl_estimator", "max_completion_tokens", "objective"]
     ADVANTAGE_EPSILON_FIELD_NUMBER: _ClassVar[int]
     ADVANTAGE_SCALING_FIELD_NUMBER: _ClassVar[int]
     AGGREGATION_FIELD_NUMBER: _ClassVar[int]
     BETA_FIELD_NUMBER: _ClassVar[int]
+    DROP_FLAT_GROUPS_FIELD_NUMBER: _ClassVar[int]
     ENTROPY_COEFFICIENT_FIELD_NUMBER: _ClassVar[int]
     EPSILON_HIGH_FIELD_NUMBER: _ClassVar[int]
     EPSILON_LOW_FIELD_NUMBER: _ClassVar[int]
@@ -182,13 +185,14 @@ class GrpoConfig(_message.Message):
     advantage_scaling: AdvantageScaling
     aggregation: LossAggregation
     beta: _common_pb2.FloatValue
+    drop_flat_groups: bool
     entropy_coefficient: float
     epsilon_high: _common_pb2.FloatValue
     epsilon_low: _common_pb2.FloatValue
     kl_estimator: KlEstimator
     max_completion_tokens: int
     objective: PolicyObjective
-    def __init__(self, epsilon_low: _Optional[_Union[_common_pb2.FloatValue, _Mapping]] = ..., epsilon_high: _Optional[_Union[_common_pb2.FloatValue, _Mapping]] = ..., beta: _Optional[_Union[_common_pb2.FloatValue, _Mapping]] = ..., kl_estimator: _Optional[_Union[KlEstimator, str]] = ..., aggregation: _Optional[_Union[LossAggregation, str]] = ..., advantage_scaling: _Optional[_Union[AdvantageScaling, str]] = ..., entropy_coefficient: _Optional[float] = ..., advantage_epsilon: _Optional[_Union[_common_pb2.FloatValue, _Mapping]] = ..., max_completion_tokens: _Optional[int] = ..., objective: _Optional[_Union[PolicyObjective, str]] = ...) -> None: ...
+    def __init__(self, epsilon_low: _Optional[_Union[_common_pb2.FloatValue, _Mapping]] = ..., epsilon_high: _Optional[_Union[_common_pb2.FloatValue, _Mapping]] = ..., beta: _Optional[_Union[_common_pb2.FloatValue, _Mapping]] = ..., kl_estimator: _Optional[_Union[KlEstimator, str]] = ..., aggregation: _Optional[_Union[LossAggregation, str]] = ..., advantage_scaling: _Optional[_Union[AdvantageScaling, str]] = ..., entropy_coefficient: _Optional[float] = ..., advantage_epsilon: _Optional[_Union[_common_pb2.FloatValue, _Mapping]] = ..., max_completion_tokens: _Optional[int] = ..., objective: _Optional[_Union[PolicyObjective, str]] = ..., drop_flat_groups: bool = ...) -> None: ...
 
 class GrpoGroup(_message.Message):
     __slots__ = ["samples"]
@@ -500,17 +504,19 @@ class TokenizeRequest(_message.Message):
     def __init__(self, texts: _Optional[_Iterable[str]] = ..., add_special_tokens: bool = ..., special_tokens_as_text: bool = ...) -> None: ...
 
 class UpdateMetrics(_message.Message):
-    __slots__ = ["chosen_rewards", "clip_fraction", "entropy", "grad_norm", "kl", "learning_rate", "log_ratio_abs_max", "log_ratio_abs_mean", "loss", "margin", "rejected_rewards", "reward_mean", "reward_std", "seconds", "sequences", "tokens"]
+    __slots__ = ["chosen_rewards", "clip_fraction", "entropy", "grad_norm", "groups_flat", "kl", "learning_rate", "log_ratio_abs_max", "log_ratio_abs_mean", "loss", "margin", "pairs", "rejected_rewards", "reward_mean", "reward_std", "seconds", "sequences", "tokens"]
     CHOSEN_REWARDS_FIELD_NUMBER: _ClassVar[int]
     CLIP_FRACTION_FIELD_NUMBER: _ClassVar[int]
     ENTROPY_FIELD_NUMBER: _ClassVar[int]
     GRAD_NORM_FIELD_NUMBER: _ClassVar[int]
+    GROUPS_FLAT_FIELD_NUMBER: _ClassVar[int]
     KL_FIELD_NUMBER: _ClassVar[int]
     LEARNING_RATE_FIELD_NUMBER: _ClassVar[int]
     LOG_RATIO_ABS_MAX_FIELD_NUMBER: _ClassVar[int]
     LOG_RATIO_ABS_MEAN_FIELD_NUMBER: _ClassVar[int]
     LOSS_FIELD_NUMBER: _ClassVar[int]
     MARGIN_FIELD_NUMBER: _ClassVar[int]
+    PAIRS_FIELD_NUMBER: _ClassVar[int]
     REJECTED_REWARDS_FIELD_NUMBER: _ClassVar[int]
     REWARD_MEAN_FIELD_NUMBER: _ClassVar[int]
     REWARD_STD_FIELD_NUMBER: _ClassVar[int]
@@ -521,19 +527,21 @@ class UpdateMetrics(_message.Message):
     clip_fraction: float
     entropy: float
     grad_norm: float
+    groups_flat: int
     kl: float
     learning_rate: float
     log_ratio_abs_max: float
     log_ratio_abs_mean: float
     loss: float
     margin: float
+    pairs: int
     rejected_rewards: float
     reward_mean: float
     reward_std: float
     seconds: float
     sequences: int
     tokens: int
-    def __init__(self, loss: _Optional[float] = ..., kl: _Optional[float] = ..., clip_fraction: _Optional[float] = ..., entropy: _Optional[float] = ..., grad_norm: _Optional[float] = ..., learning_rate: _Optional[float] = ..., tokens: _Optional[int] = ..., sequences: _Optional[int] = ..., reward_mean: _Optional[float] = ..., reward_std: _Optional[float] = ..., chosen_rewards: _Optional[float] = ..., rejected_rewards: _Optional[float] = ..., margin: _Optional[float] = ..., seconds: _Optional[float] = ..., log_ratio_abs_mean: _Optional[float] = ..., log_ratio_abs_max: _Optional[float] = ...) -> None: ...
+    def __init__(self, loss: _Optional[float] = ..., kl: _Optional[float] = ..., clip_fraction: _Optional[float] = ..., entropy: _Optional[float] = ..., grad_norm: _Optional[float] = ..., learning_rate: _Optional[float] = ..., tokens: _Optional[int] = ..., sequences: _Optional[int] = ..., reward_mean: _Optional[float] = ..., reward_std: _Optional[float] = ..., chosen_rewards: _Optional[float] = ..., rejected_rewards: _Optional[float] = ..., margin: _Optional[float] = ..., seconds: _Optional[float] = ..., log_ratio_abs_mean: _Optional[float] = ..., log_ratio_abs_max: _Optional[float] = ..., groups_flat: _Optional[int] = ..., pairs: _Optional[int] = ...) -> None: ...
 
 class UpdateReply(_message.Message):
     __slots__ = ["applied", "metrics", "policy_version", "skipped_reason", "step"]

@@ -3692,7 +3692,7 @@ const ProtobufCMessageDescriptor recr1__v1__score_reply__descriptor =
   (ProtobufCMessageInit) recr1__v1__score_reply__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor recr1__v1__grpo_config__field_descriptors[10] =
+static const ProtobufCFieldDescriptor recr1__v1__grpo_config__field_descriptors[11] =
 {
   {
     "epsilon_low",
@@ -3814,12 +3814,25 @@ static const ProtobufCFieldDescriptor recr1__v1__grpo_config__field_descriptors[
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "drop_flat_groups",
+    11,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Recr1__V1__GrpoConfig, drop_flat_groups),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned recr1__v1__grpo_config__field_indices_by_name[] = {
   7,   /* field[7] = advantage_epsilon */
   5,   /* field[5] = advantage_scaling */
   4,   /* field[4] = aggregation */
   2,   /* field[2] = beta */
+  10,   /* field[10] = drop_flat_groups */
   6,   /* field[6] = entropy_coefficient */
   1,   /* field[1] = epsilon_high */
   0,   /* field[0] = epsilon_low */
@@ -3830,7 +3843,7 @@ static const unsigned recr1__v1__grpo_config__field_indices_by_name[] = {
 static const ProtobufCIntRange recr1__v1__grpo_config__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 10 }
+  { 0, 11 }
 };
 const ProtobufCMessageDescriptor recr1__v1__grpo_config__descriptor =
 {
@@ -3840,7 +3853,7 @@ const ProtobufCMessageDescriptor recr1__v1__grpo_config__descriptor =
   "Recr1__V1__GrpoConfig",
   "recr1.v1",
   sizeof(Recr1__V1__GrpoConfig),
-  10,
+  11,
   recr1__v1__grpo_config__field_descriptors,
   recr1__v1__grpo_config__field_indices_by_name,
   1,  recr1__v1__grpo_config__number_ranges,
@@ -4192,7 +4205,7 @@ const ProtobufCMessageDescriptor recr1__v1__dpo_pair__descriptor =
   (ProtobufCMessageInit) recr1__v1__dpo_pair__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor recr1__v1__dpo_batch__field_descriptors[2] =
+static const ProtobufCFieldDescriptor recr1__v1__dpo_batch__field_descriptors[3] =
 {
   {
     "pairs",
@@ -4218,15 +4231,28 @@ static const ProtobufCFieldDescriptor recr1__v1__dpo_batch__field_descriptors[2]
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "groups",
+    3,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Recr1__V1__DpoBatch, n_groups),
+    offsetof(Recr1__V1__DpoBatch, groups),
+    &recr1__v1__grpo_group__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned recr1__v1__dpo_batch__field_indices_by_name[] = {
   1,   /* field[1] = config */
+  2,   /* field[2] = groups */
   0,   /* field[0] = pairs */
 };
 static const ProtobufCIntRange recr1__v1__dpo_batch__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 2 }
+  { 0, 3 }
 };
 const ProtobufCMessageDescriptor recr1__v1__dpo_batch__descriptor =
 {
@@ -4236,7 +4262,7 @@ const ProtobufCMessageDescriptor recr1__v1__dpo_batch__descriptor =
   "Recr1__V1__DpoBatch",
   "recr1.v1",
   sizeof(Recr1__V1__DpoBatch),
-  2,
+  3,
   recr1__v1__dpo_batch__field_descriptors,
   recr1__v1__dpo_batch__field_indices_by_name,
   1,  recr1__v1__dpo_batch__number_ranges,
@@ -4422,7 +4448,7 @@ const ProtobufCMessageDescriptor recr1__v1__update_request__descriptor =
   (ProtobufCMessageInit) recr1__v1__update_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor recr1__v1__update_metrics__field_descriptors[16] =
+static const ProtobufCFieldDescriptor recr1__v1__update_metrics__field_descriptors[18] =
 {
   {
     "loss",
@@ -4616,18 +4642,44 @@ static const ProtobufCFieldDescriptor recr1__v1__update_metrics__field_descripto
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "groups_flat",
+    17,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Recr1__V1__UpdateMetrics, groups_flat),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "pairs",
+    18,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Recr1__V1__UpdateMetrics, pairs),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned recr1__v1__update_metrics__field_indices_by_name[] = {
   10,   /* field[10] = chosen_rewards */
   2,   /* field[2] = clip_fraction */
   3,   /* field[3] = entropy */
   4,   /* field[4] = grad_norm */
+  16,   /* field[16] = groups_flat */
   1,   /* field[1] = kl */
   5,   /* field[5] = learning_rate */
   15,   /* field[15] = log_ratio_abs_max */
   14,   /* field[14] = log_ratio_abs_mean */
   0,   /* field[0] = loss */
   12,   /* field[12] = margin */
+  17,   /* field[17] = pairs */
   11,   /* field[11] = rejected_rewards */
   8,   /* field[8] = reward_mean */
   9,   /* field[9] = reward_std */
@@ -4638,7 +4690,7 @@ static const unsigned recr1__v1__update_metrics__field_indices_by_name[] = {
 static const ProtobufCIntRange recr1__v1__update_metrics__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 16 }
+  { 0, 18 }
 };
 const ProtobufCMessageDescriptor recr1__v1__update_metrics__descriptor =
 {
@@ -4648,7 +4700,7 @@ const ProtobufCMessageDescriptor recr1__v1__update_metrics__descriptor =
   "Recr1__V1__UpdateMetrics",
   "recr1.v1",
   sizeof(Recr1__V1__UpdateMetrics),
-  16,
+  18,
   recr1__v1__update_metrics__field_descriptors,
   recr1__v1__update_metrics__field_indices_by_name,
   1,  recr1__v1__update_metrics__number_ranges,

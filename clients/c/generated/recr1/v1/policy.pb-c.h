@@ -619,10 +619,15 @@ struct  Recr1__V1__GrpoConfig
    * the policy term; epsilon_low / epsilon_high bound its ratio
    */
   Recr1__V1__PolicyObjective objective;
+  /*
+   * DAPO's dynamic sampling: leave out groups whose rewards are all equal (no advantage, but they would dilute
+   * the token mean); metrics.groups_flat counts them. With every group flat the step is skipped (applied false).
+   */
+  protobuf_c_boolean drop_flat_groups;
 };
 #define RECR1__V1__GRPO_CONFIG__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&recr1__v1__grpo_config__descriptor) \
-    , NULL, NULL, NULL, RECR1__V1__KL_ESTIMATOR__KL_K3, RECR1__V1__LOSS_AGGREGATION__AGGREGATION_TOKEN_MEAN, RECR1__V1__ADVANTAGE_SCALING__SCALE_BY_GROUP_STD, 0, NULL, 0, RECR1__V1__POLICY_OBJECTIVE__OBJECTIVE_CLIPPED_TOKEN }
+    , NULL, NULL, NULL, RECR1__V1__KL_ESTIMATOR__KL_K3, RECR1__V1__LOSS_AGGREGATION__AGGREGATION_TOKEN_MEAN, RECR1__V1__ADVANTAGE_SCALING__SCALE_BY_GROUP_STD, 0, NULL, 0, RECR1__V1__POLICY_OBJECTIVE__OBJECTIVE_CLIPPED_TOKEN, 0 }
 
 
 /*
@@ -726,10 +731,16 @@ struct  Recr1__V1__DpoBatch
   size_t n_pairs;
   Recr1__V1__DpoPair **pairs;
   Recr1__V1__DpoConfig *config;
+  /*
+   * Scored samples of one prompt each (RLRF4Rec): recr1d pairs each group's best with its worst, the first on
+   * ties, and leaves out groups whose rewards are all equal; metrics.pairs counts the pairs trained on.
+   */
+  size_t n_groups;
+  Recr1__V1__GrpoGroup **groups;
 };
 #define RECR1__V1__DPO_BATCH__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&recr1__v1__dpo_batch__descriptor) \
-    , 0,NULL, NULL }
+    , 0,NULL, NULL, 0,NULL }
 
 
 struct  Recr1__V1__SftPair
@@ -822,10 +833,18 @@ struct  Recr1__V1__UpdateMetrics
    */
   double log_ratio_abs_mean;
   double log_ratio_abs_max;
+  /*
+   * GRPO with drop_flat_groups, DPO groups: the groups left out
+   */
+  uint32_t groups_flat;
+  /*
+   * DPO: the pairs trained on (given, and made from groups)
+   */
+  uint32_t pairs;
 };
 #define RECR1__V1__UPDATE_METRICS__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&recr1__v1__update_metrics__descriptor) \
-    , 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 }
+    , 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 }
 
 
 struct  Recr1__V1__UpdateReply
