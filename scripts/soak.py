@@ -88,6 +88,7 @@ def main(argv=None):
     parser.add_argument("--clients", type=int, default=64)
     parser.add_argument("--seconds", type=float, default=600)
     parser.add_argument("--recr1d", default=os.environ.get("RECR1D") or str(REPO / ".build" / "release" / "recr1d"))
+    parser.add_argument("--workers", type=int, default=8, help="recr1d's workers (requests in flight at once)")
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args(argv)
 
@@ -95,7 +96,7 @@ def main(argv=None):
     address = f"ipc://{folder}/soak.sock"
     log = open(folder / "recr1d.log", "w")
     process = subprocess.Popen([args.recr1d, "serve", "--listen", address, "--state-dir", str(folder / "state"),
-                                "--workers", "8", "--max-queued-requests", "64", "--seed", "5"],
+                                "--workers", str(args.workers), "--max-queued-requests", "64", "--seed", "5"],
                                stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 120
     while True:

@@ -17,7 +17,7 @@ public final class Policy {
     public let tokenizer: Tokenizer
     public let description: Description
     public let endTokens: Set<Int32>
-    private let lock = NSLock()
+    private let lock = FairLock()   // the engine: first come, first served
     /// Changed only with the engine's lock held, and under `versionLock` too, so that `version` (Health,
     /// Info) can read it without waiting for a Generate or an Update to finish.
     private var currentVersion: UInt64 {
