@@ -74,7 +74,7 @@ public final class Generator {
         let cache = KVCache(config: decoder.config, slots: requests.reduce(0) { $0 + $1.prompts.count * $1.n },
                             capacity: capacity.max()!)
         let seeds = requests.map { $0.settings.seed ?? UInt64.random(in: .min ... .max) }
-        let stops = requests.map { endTokens.union($0.settings.stopTokenIds) }
+        let stops = requests.map { ($0.settings.ignoreEndTokens ? [] : endTokens).union($0.settings.stopTokenIds) }
 
         // Prefill each prompt once, in the first slot of its group, then share the cache with the others.
         var rows: [Decoder.Row] = []

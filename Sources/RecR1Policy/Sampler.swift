@@ -9,6 +9,7 @@ public struct SamplingSettings: Equatable {
     public var maxNewTokens: Int = 256
     public var stopTokenIds: Set<Int32> = []
     public var stopStrings: [String] = []
+    public var ignoreEndTokens = false    // the model's end tokens do not end a sample (benchmarks)
 
     public init() {}
 }

@@ -125,6 +125,7 @@ struct EngineHandlers {
         try reader.checkIds(p.stopTokenIds, field: "sampling.stop_token_ids")
         s.stopTokenIds = Set(p.stopTokenIds.map { Int32($0) })
         s.stopStrings = p.stopStrings
+        s.ignoreEndTokens = p.ignoreEos
         return s
     }
 

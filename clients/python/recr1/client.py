@@ -117,13 +117,14 @@ class PolicyClient:
 
     # --- Generate, Score ---------------------------------------------------------------------------
     def generate(self, prompts, *, n=1, temperature=1.0, top_k=0, top_p=1.0, seed=None, max_new_tokens=0,
-                 stop_token_ids=(), stop_strings=(), store=True, timeout=None):
-        """n completions for each prompt (str, chat messages or token ids)."""
+                 stop_token_ids=(), stop_strings=(), ignore_eos=False, store=True, timeout=None):
+        """n completions for each prompt (str, chat messages or token ids). ignore_eos: the model's end tokens do
+        not end a sample (for benchmarks of a fixed shape)."""
         prompts = as_list(prompts, "generate(prompts=)", "prompt")
         sampling = policy_pb2.SamplingParams(
             temperature=temperature, top_k=top_k, top_p=top_p, max_new_tokens=max_new_tokens,
             stop_token_ids=as_list(stop_token_ids, "generate(stop_token_ids=)", "token id"),
-            stop_strings=as_list(stop_strings, "generate(stop_strings=)", "string"))
+            stop_strings=as_list(stop_strings, "generate(stop_strings=)", "string"), ignore_eos=ignore_eos)
         if seed is not None:
             sampling.seed.value = seed
         request = policy_pb2.GenerateRequest(

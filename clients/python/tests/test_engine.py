@@ -110,6 +110,16 @@ def test_stop_strings_and_length(client):
     assert len(short.token_ids) == 5
 
 
+def test_ignore_eos_runs_every_sample_to_max_new_tokens(client):
+    messages = [{"role": "user", "content": "Reply with one word: yes or no. Is the sky blue?"}]
+    ended = client.generate([messages], temperature=0, max_new_tokens=48).results[0].completions[0]
+    assert ended.finish_reason == policy_pb2.FINISH_REASON_STOP, "the short answer should end on its own"
+    longer = client.generate([messages], temperature=0, max_new_tokens=48, ignore_eos=True).results[0].completions[0]
+    assert longer.finish_reason == policy_pb2.FINISH_REASON_LENGTH
+    assert len(longer.token_ids) == 48
+    assert list(longer.token_ids[:len(ended.token_ids)]) == list(ended.token_ids)   # the same greedy path, past its end
+
+
 def test_score_agrees_with_the_reference(client):
     pairs = golden("logprobs-smollm2.json")["pairs"]
     reply = client.score([(p["prompt_ids"], p["completion_ids"]) for p in pairs[:16]], which="both")

@@ -781,6 +781,10 @@ public nonisolated struct Recr1_V1_SamplingParams: Sendable {
   /// generation ends once the text contains one (it is kept)
   public var stopStrings: [String] = []
 
+  /// The model's end-of-sequence tokens do not end a sample (vLLM's ignore_eos): for benchmarks of a fixed
+  /// shape; stop_token_ids and stop_strings still do.
+  public var ignoreEos: Bool = false
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -2342,7 +2346,7 @@ nonisolated extension Recr1_V1_ApplyChatTemplateReply: SwiftProtobuf.Message, Sw
 
 nonisolated extension Recr1_V1_SamplingParams: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".SamplingParams"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}temperature\0\u{3}top_k\0\u{3}top_p\0\u{1}seed\0\u{3}max_new_tokens\0\u{3}stop_token_ids\0\u{3}stop_strings\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}temperature\0\u{3}top_k\0\u{3}top_p\0\u{1}seed\0\u{3}max_new_tokens\0\u{3}stop_token_ids\0\u{3}stop_strings\0\u{3}ignore_eos\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2357,6 +2361,7 @@ nonisolated extension Recr1_V1_SamplingParams: SwiftProtobuf.Message, SwiftProto
       case 5: try { try decoder.decodeSingularUInt32Field(value: &self.maxNewTokens) }()
       case 6: try { try decoder.decodeRepeatedUInt32Field(value: &self.stopTokenIds) }()
       case 7: try { try decoder.decodeRepeatedStringField(value: &self.stopStrings) }()
+      case 8: try { try decoder.decodeSingularBoolField(value: &self.ignoreEos) }()
       default: break
       }
     }
@@ -2388,6 +2393,9 @@ nonisolated extension Recr1_V1_SamplingParams: SwiftProtobuf.Message, SwiftProto
     if !self.stopStrings.isEmpty {
       try visitor.visitRepeatedStringField(value: self.stopStrings, fieldNumber: 7)
     }
+    if self.ignoreEos != false {
+      try visitor.visitSingularBoolField(value: self.ignoreEos, fieldNumber: 8)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -2399,6 +2407,7 @@ nonisolated extension Recr1_V1_SamplingParams: SwiftProtobuf.Message, SwiftProto
     if lhs.maxNewTokens != rhs.maxNewTokens {return false}
     if lhs.stopTokenIds != rhs.stopTokenIds {return false}
     if lhs.stopStrings != rhs.stopStrings {return false}
+    if lhs.ignoreEos != rhs.ignoreEos {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -378,7 +378,8 @@ class PromptCompletions(_message.Message):
     def __init__(self, prompt_tokens: _Optional[_Union[_common_pb2.TokenIds, _Mapping]] = ..., completions: _Optional[_Iterable[_Union[Completion, _Mapping]]] = ...) -> None: ...
 
 class SamplingParams(_message.Message):
-    __slots__ = ["max_new_tokens", "seed", "stop_strings", "stop_token_ids", "temperature", "top_k", "top_p"]
+    __slots__ = ["ignore_eos", "max_new_tokens", "seed", "stop_strings", "stop_token_ids", "temperature", "top_k", "top_p"]
+    IGNORE_EOS_FIELD_NUMBER: _ClassVar[int]
     MAX_NEW_TOKENS_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
     STOP_STRINGS_FIELD_NUMBER: _ClassVar[int]
@@ -386,6 +387,7 @@ class SamplingParams(_message.Message):
     TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
     TOP_K_FIELD_NUMBER: _ClassVar[int]
     TOP_P_FIELD_NUMBER: _ClassVar[int]
+    ignore_eos: bool
     max_new_tokens: int
     seed: _common_pb2.UInt64Value
     stop_strings: _containers.RepeatedScalarFieldContainer[str]
@@ -393,7 +395,7 @@ class SamplingParams(_message.Message):
     temperature: float
     top_k: int
     top_p: float
-    def __init__(self, temperature: _Optional[float] = ..., top_k: _Optional[int] = ..., top_p: _Optional[float] = ..., seed: _Optional[_Union[_common_pb2.UInt64Value, _Mapping]] = ..., max_new_tokens: _Optional[int] = ..., stop_token_ids: _Optional[_Iterable[int]] = ..., stop_strings: _Optional[_Iterable[str]] = ...) -> None: ...
+    def __init__(self, temperature: _Optional[float] = ..., top_k: _Optional[int] = ..., top_p: _Optional[float] = ..., seed: _Optional[_Union[_common_pb2.UInt64Value, _Mapping]] = ..., max_new_tokens: _Optional[int] = ..., stop_token_ids: _Optional[_Iterable[int]] = ..., stop_strings: _Optional[_Iterable[str]] = ..., ignore_eos: bool = ...) -> None: ...
 
 class SaveCheckpointReply(_message.Message):
     __slots__ = ["bytes", "path", "policy_version", "step"]

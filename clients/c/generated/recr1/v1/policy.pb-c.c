@@ -3077,7 +3077,7 @@ const ProtobufCMessageDescriptor recr1__v1__apply_chat_template_reply__descripto
   (ProtobufCMessageInit) recr1__v1__apply_chat_template_reply__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor recr1__v1__sampling_params__field_descriptors[7] =
+static const ProtobufCFieldDescriptor recr1__v1__sampling_params__field_descriptors[8] =
 {
   {
     "temperature",
@@ -3163,8 +3163,21 @@ static const ProtobufCFieldDescriptor recr1__v1__sampling_params__field_descript
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "ignore_eos",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Recr1__V1__SamplingParams, ignore_eos),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned recr1__v1__sampling_params__field_indices_by_name[] = {
+  7,   /* field[7] = ignore_eos */
   4,   /* field[4] = max_new_tokens */
   3,   /* field[3] = seed */
   6,   /* field[6] = stop_strings */
@@ -3176,7 +3189,7 @@ static const unsigned recr1__v1__sampling_params__field_indices_by_name[] = {
 static const ProtobufCIntRange recr1__v1__sampling_params__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 7 }
+  { 0, 8 }
 };
 const ProtobufCMessageDescriptor recr1__v1__sampling_params__descriptor =
 {
@@ -3186,7 +3199,7 @@ const ProtobufCMessageDescriptor recr1__v1__sampling_params__descriptor =
   "Recr1__V1__SamplingParams",
   "recr1.v1",
   sizeof(Recr1__V1__SamplingParams),
-  7,
+  8,
   recr1__v1__sampling_params__field_descriptors,
   recr1__v1__sampling_params__field_indices_by_name,
   1,  recr1__v1__sampling_params__number_ranges,

@@ -453,10 +453,15 @@ struct  Recr1__V1__SamplingParams
    */
   size_t n_stop_strings;
   char **stop_strings;
+  /*
+   * The model's end-of-sequence tokens do not end a sample (vLLM's ignore_eos): for benchmarks of a fixed
+   * shape; stop_token_ids and stop_strings still do.
+   */
+  protobuf_c_boolean ignore_eos;
 };
 #define RECR1__V1__SAMPLING_PARAMS__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&recr1__v1__sampling_params__descriptor) \
-    , 0, 0, 0, NULL, 0, 0,NULL, 0,NULL }
+    , 0, 0, 0, NULL, 0, 0,NULL, 0,NULL, 0 }
 
 
 struct  Recr1__V1__GenerateRequest
