@@ -162,6 +162,7 @@ def test_recone_starts_recr1d_cold_starts_trains_and_evaluates(tmp_path, capsys,
     # Progress: one line per step with the reward, loss, KL, seconds and ETA.
     lines = [line for line in err.splitlines() if " step " in line and "validation" not in line]
     assert len(lines) == 2 and lines[0].startswith("[recone] sft step 1/2") and "ETA" in lines[0]
+    assert "+ 1 grpo step" in lines[0]   # the GRPO step's time is not known yet after an SFT step
     assert "reward" in lines[1] and "loss" in lines[1] and "kl" in lines[1] and " s  ETA" in lines[1]
 
     # The daemon ran with the run's settings and was stopped.

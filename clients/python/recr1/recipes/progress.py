@@ -32,12 +32,15 @@ def _number(value, digits=4):
 class Progress:
     """Writes step records to metrics_path and one line per step to stream.
 
-    total: the steps of the whole run (every phase); the ETA is the mean duration of the last steps of the
-    current phase times the steps left."""
+    total: the steps of the whole run (every phase). plan: the phases in order with their steps, e.g.
+    [("sft", 24), ("grpo", 6)]; the ETA is the mean duration of a phase's last steps times its steps left,
+    and a later phase whose steps have not been timed yet is named instead of guessed ("+ 6 grpo steps"),
+    since an SFT step tells nothing of a GRPO step's time."""
 
-    def __init__(self, name, total, metrics_path=None, stream=None, window=5):
+    def __init__(self, name, total, metrics_path=None, stream=None, window=5, plan=None):
         self.name = name
         self.total = total
+        self.plan = list(plan or [])
         self.stream = stream or sys.stderr
         self.window = window
         self.started = time.monotonic()
@@ -48,11 +51,34 @@ class Progress:
     def note(self, message):
         print(f"[{self.name}] {message}", file=self.stream, flush=True)
 
-    def eta(self, phase, done):
+    def _mean(self, phase):
         recent = self.durations.get(phase, [])[-self.window:]
-        if not recent:
-            return None
-        return (self.total - done) * sum(recent) / len(recent)
+        return sum(recent) / len(recent) if recent else None
+
+    def eta(self, phase, done):
+        """(seconds left that can be estimated, phases left whose step time is unknown: [(phase, steps)])."""
+        if not self.plan:
+            mean = self._mean(phase)
+            return (None if mean is None else (self.total - done) * mean), []
+        seconds, unknown, before = 0.0, [], 0
+        for name, steps in self.plan:
+            left = min(steps, max(0, before + steps - done))
+            before += steps
+            if left == 0:
+                continue
+            mean = self._mean(name)
+            if mean is None:
+                unknown.append((name, left))
+            else:
+                seconds += left * mean
+        return seconds, unknown
+
+    def eta_text(self, phase, done):
+        seconds, unknown = self.eta(phase, done)
+        text = duration(seconds)
+        for name, steps in unknown:
+            text += f" + {steps} {name} step{'s' if steps != 1 else ''}"
+        return text
 
     def step(self, record):
         """record: a dict with at least "step", "phase" and "seconds"."""
@@ -74,7 +100,7 @@ class Progress:
         else:
             parts.append(f"kl {_number(record.get('kl'))}")
         parts.append(f"{record['seconds']:.1f} s")
-        parts.append(f"ETA {duration(self.eta(record['phase'], record['step']))}")
+        parts.append(f"ETA {self.eta_text(record['phase'], record['step'])}")
         if record.get("skipped"):
             parts.append(f"(no update: {record['skipped']})")
         if record.get("checkpoint"):
