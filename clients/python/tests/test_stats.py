@@ -79,4 +79,3 @@ def test_bad_shapes_and_confidence_are_refused():
         stats.paired_bootstrap([1.0, 2.0], [1.0], ["a", "b"])
     with pytest.raises(ValueError, match="confidence"):
         stats.paired_bootstrap([1.0], [1.0], ["a"], confidence=1.5)
-
