@@ -77,6 +77,12 @@ struct Bench: ParsableCommand {
     var grpoStep = false
     @Flag(help: "Also time a recommendation-shaped GRPO step (8 rating prompts of about 290 tokens x 8 samples x 96 tokens, LoRA r16).")
     var grpoStepRec = false
+    @Flag(help: "With --grpo-step or --grpo-step-rec: also the same step as a recipe runs it, a Python client of a recr1d over nng (scripts/bench_loop.py), and its time over the engine's.")
+    var loop = false
+    @Flag(help: "With --grpo-step or --grpo-step-rec: train every sample on its whole prompt (no shared prefixes), as before #15.")
+    var noSharedPrefix = false
+    @Option(help: "The client-loop script (with --loop).")
+    var loopScript = "scripts/bench_loop.py"
     @Option(help: "The recommendation-shaped step's 8 user messages (JSON), shared with the TRL script.")
     var grpoRecPromptsFile = "scripts/reference/grpo_step_rec_prompts.json"
 
@@ -107,6 +113,7 @@ struct Bench: ParsableCommand {
         if noTraining && (grpoStep || grpoStepRec) {
             throw ValidationError("--grpo-step and --grpo-step-rec are training figures: drop --no-training")
         }
+        if loop && !(grpoStep || grpoStepRec) { throw ValidationError("--loop needs --grpo-step or --grpo-step-rec") }
         if referenceBf16 && !reference { throw ValidationError("--reference-bf16 needs --reference") }
         if trlSteps < 2 { throw ValidationError("--trl-steps must be at least 2 (the first is a warm-up)") }
         for mode in trainModes.split(separator: ",") where !["lora", "full"].contains(mode) {
@@ -193,6 +200,19 @@ struct Bench: ParsableCommand {
         }
 
         for shape in stepShapes { result[shape.key] = try measureGRPOStep(shape, matmulPeak: matmulPeak) }
+        if loop {
+            // The same step through the service: what a recipe's loop costs beyond the engine's step.
+            let binary = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+            for shape in stepShapes {
+                var arguments = ["--recr1d", binary, "--shape", shape.trlShape, "--threads", "\(threads)", "--repeats", "\(repeats)"]
+                if let matmulBackend { arguments += ["--matmul-backend", matmulBackend] }
+                let client = try runScript(loopScript, arguments, hint: "build recr1d and pip install clients/python first")
+                result["loop_\(shape.key)"] = client
+                if let theirs = client["seconds"] as? Double, let ours = (result[shape.key] as? [String: Any])?["seconds"] as? Double {
+                    result["ratio_loop_over_engine_\(shape.key)"] = rounded(theirs / ours, 3)
+                }
+            }
+        }
 
         if reference {
             let keys = ["decode_1x64", "decode_8x64", "score_8x128", "prefill", "train_full_8x128", "train_lora_8x128"]
@@ -287,6 +307,7 @@ struct Bench: ParsableCommand {
         var trainerSettings = TrainerSettings()
         trainerSettings.lora = shape.lora ? LoRASettings(rank: 16, alpha: 32) : nil
         trainerSettings.schedule = .constant(shape.learningRate)
+        trainerSettings.sharePrefixes = !noSharedPrefix
         let trainer = Trainer(decoder: policy.decoder, settings: trainerSettings)
         let generator = Generator(decoder: policy.decoder, endTokens: []) { _ in "" }
         var sampling = SamplingSettings()
@@ -335,10 +356,10 @@ struct Bench: ParsableCommand {
             "training": shape.lora ? "lora r16 alpha 32, every projection" : "full",
             "shared_prefix": trainerSettings.sharePrefixes,
             "peak_rss_mib": peakRSSMiB()]) { $1 }
-        // The update's products with the weights: each prompt once (shared by its 8 samples), every sample's
+        // The update's products with the weights: each prompt once (shared by its 8 samples; else 8 times), every sample's
         // completion, the head on the completion rows.
         let c = policy.decoder.config
-        let rows = prompts.reduce(0) { $0 + $1.count + 8 * shape.newTokens }
+        let rows = prompts.reduce(0) { $0 + (trainerSettings.sharePrefixes ? $1.count : 8 * $1.count) + 8 * shape.newTokens }
         let linear = 2.0 * Double(c.layers * (2 * c.dim * c.qDim + 2 * c.dim * c.kvDim + 3 * c.dim * c.ffnDim))
         let flops = (Double(rows) * linear + Double(64 * shape.newTokens) * 2.0 * Double(c.dim * c.vocabSize))
             * (shape.lora ? 2 : 3)
@@ -385,9 +406,13 @@ struct Bench: ParsableCommand {
         return arguments
     }
 
-    /// Runs a reference script (stdout: one JSON object; stderr passes through as progress).
     func runReference(_ script: String, _ arguments: [String]) throws -> [String: Any] {
-        progress("running the reference: \(python) \(script) \(arguments.joined(separator: " "))")
+        try runScript(script, arguments, hint: "run scripts/reference/setup.sh first")
+    }
+
+    /// Runs a Python script (stdout: one JSON object; stderr passes through as progress).
+    func runScript(_ script: String, _ arguments: [String], hint: String) throws -> [String: Any] {
+        progress("running \(python) \(script) \(arguments.joined(separator: " "))")
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = [python, script] + arguments
@@ -398,7 +423,7 @@ struct Bench: ParsableCommand {
         process.waitUntilExit()
         guard process.terminationStatus == 0,
               let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
-            throw ValidationError("\(script) failed (exit \(process.terminationStatus)); run scripts/reference/setup.sh first")
+            throw ValidationError("\(script) failed (exit \(process.terminationStatus)); \(hint)")
         }
         return json
     }
