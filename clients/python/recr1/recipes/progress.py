@@ -32,15 +32,15 @@ def _number(value, digits=4):
 class Progress:
     """Writes step records to metrics_path and one line per step to stream.
 
-    total: the steps of the whole run (every phase). plan: the phases in order with their steps, e.g.
-    [("sft", 24), ("grpo", 6)]; the ETA is the mean duration of a phase's last steps times its steps left,
-    and a later phase whose steps have not been timed yet is named instead of guessed ("+ 6 grpo steps"),
-    since an SFT step tells nothing of a GRPO step's time."""
+    plan: the run's phases in order with their steps, e.g. [("sft", 24), ("grpo", 6)]; the run has their sum.
+    The ETA is the mean duration of a phase's last steps times its steps left, and a later phase whose steps
+    have not been timed yet is named instead of guessed ("+ 6 grpo steps"), since an SFT step tells nothing
+    of a GRPO step's time."""
 
-    def __init__(self, name, total, metrics_path=None, stream=None, window=5, plan=None):
+    def __init__(self, name, plan, metrics_path=None, stream=None, window=5):
         self.name = name
-        self.total = total
-        self.plan = list(plan or [])
+        self.plan = [(phase, steps) for phase, steps in plan if steps]
+        self.total = sum(steps for _, steps in self.plan)
         self.stream = stream or sys.stderr
         self.window = window
         self.started = time.monotonic()
@@ -55,11 +55,8 @@ class Progress:
         recent = self.durations.get(phase, [])[-self.window:]
         return sum(recent) / len(recent) if recent else None
 
-    def eta(self, phase, done):
+    def eta(self, done):
         """(seconds left that can be estimated, phases left whose step time is unknown: [(phase, steps)])."""
-        if not self.plan:
-            mean = self._mean(phase)
-            return (None if mean is None else (self.total - done) * mean), []
         seconds, unknown, before = 0.0, [], 0
         for name, steps in self.plan:
             left = min(steps, max(0, before + steps - done))
@@ -73,8 +70,8 @@ class Progress:
                 seconds += left * mean
         return seconds, unknown
 
-    def eta_text(self, phase, done):
-        seconds, unknown = self.eta(phase, done)
+    def eta_text(self, done):
+        seconds, unknown = self.eta(done)
         text = duration(seconds)
         for name, steps in unknown:
             text += f" + {steps} {name} step{'s' if steps != 1 else ''}"
@@ -100,7 +97,7 @@ class Progress:
         else:
             parts.append(f"kl {_number(record.get('kl'))}")
         parts.append(f"{record['seconds']:.1f} s")
-        parts.append(f"ETA {self.eta_text(record['phase'], record['step'])}")
+        parts.append(f"ETA {self.eta_text(record['step'])}")
         if record.get("skipped"):
             parts.append(f"(no update: {record['skipped']})")
         if record.get("checkpoint"):

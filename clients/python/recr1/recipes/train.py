@@ -251,9 +251,8 @@ def run(recipe, options, stream=None):
     metrics_path = out / "metrics.jsonl"
     if metrics_path.exists():
         metrics_path.unlink()   # a new run in the same folder starts its own curve
-    total = options["steps"] + options["cold_start_steps"]
-    plan = [("sft", options["cold_start_steps"]), (recipe.algorithm, options["steps"])]
-    progress = Progress(recipe.name, total, metrics_path, stream=stream, plan=[p for p in plan if p[1]])
+    progress = Progress(recipe.name, [("sft", options["cold_start_steps"]), (recipe.algorithm, options["steps"])],
+                        metrics_path, stream=stream)
     note = progress.note
     started = time.monotonic()
     summary = {"recipe": recipe.name, "task": recipe.task, "algorithm": recipe.algorithm, "status": "running",
