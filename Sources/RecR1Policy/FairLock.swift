@@ -12,6 +12,7 @@ public final class FairLock {
     public init() {}
 
     /// Waits for the lock until `deadline` (nil: for ever); false when the deadline passed first.
+    @discardableResult
     public func lock(before deadline: Date? = nil) -> Bool {
         condition.lock()
         defer { condition.unlock() }
@@ -33,8 +34,6 @@ public final class FairLock {
         held = true
         return true
     }
-
-    public func lock() { _ = lock(before: nil) }
 
     /// Threads waiting for the lock now (for tests).
     var waitingCount: Int { condition.lock(); defer { condition.unlock() }; return waiting.count }

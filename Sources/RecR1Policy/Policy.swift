@@ -110,11 +110,7 @@ public final class Policy {
 
     /// Runs `body` with the engine to itself; with a deadline, gives up waiting for it then.
     public func exclusive<T>(deadline: Date? = nil, _ body: () throws -> T) throws -> T {
-        if let deadline {
-            guard lock.lock(before: deadline) else { throw EngineBusy() }
-        } else {
-            lock.lock()
-        }
+        guard lock.lock(before: deadline) else { throw EngineBusy() }   // nil: waits for ever, never false
         defer { lock.unlock() }
         return try body()
     }
