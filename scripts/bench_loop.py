@@ -4,7 +4,10 @@ of a real recr1d over nng. One Generate for all prompts (n samples each, the rol
 Python, one Update citing the rollouts by id. Prints one JSON object: the step's wall time and its parts, so
 that `recr1d bench --loop` can set it beside the engine's own step of the same shape.
 
-    python3 scripts/bench_loop.py --recr1d .build/release/recr1d --shape rec
+    python3 scripts/bench_loop.py --recr1d .build/release/recr1d \
+        --prompts scripts/reference/grpo_step_rec_prompts.json --new-tokens 96 --training lora --learning-rate 1e-5
+
+The shape's settings are `recr1d bench`'s (its StepShape), passed in by `recr1d bench --loop`.
 
 Every sample runs to --new-tokens (ignore_eos), as in the engine's step and TRL's; reward: the share of
 distinct tokens in the completion (the same cheap reward as both)."""
@@ -23,12 +26,6 @@ sys.path.insert(0, str(ROOT / "clients" / "python"))
 import recr1  # noqa: E402
 from recr1.recipes.daemon import LocalDaemon  # noqa: E402
 
-SHAPES = {  # the engine's StepShape of the same name (Sources/recr1d/Bench.swift)
-    "rec": dict(prompts="scripts/reference/grpo_step_rec_prompts.json", new_tokens=96, lora=True, learning_rate=1e-5),
-    "chat": dict(prompts="scripts/reference/grpo_step_prompts.json", new_tokens=64, lora=False, learning_rate=1e-6),
-}
-
-
 def progress(message):
     print(f"bench-loop: {message}", file=sys.stderr, flush=True)
 
@@ -36,19 +33,21 @@ def progress(message):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--recr1d", help="the recr1d binary (default: the release build of this tree)")
-    parser.add_argument("--shape", choices=sorted(SHAPES), default="rec")
+    parser.add_argument("--prompts", required=True, help="the step's user messages (a JSON list of strings)")
+    parser.add_argument("--new-tokens", type=int, required=True, help="new tokens per sample (every sample runs to it)")
+    parser.add_argument("--training", choices=["lora", "full"], required=True, help="LoRA r16 alpha 32, or full fine-tuning")
+    parser.add_argument("--learning-rate", type=float, required=True)
     parser.add_argument("--samples", type=int, default=8, help="samples per prompt")
     parser.add_argument("--repeats", type=int, default=3, help="timed steps after a warm-up step")
     parser.add_argument("--threads", type=int, default=2, help="recr1d's blas_threads")
     parser.add_argument("--matmul-backend", help="recr1d's matmul_backend (default: the fastest here)")
     args = parser.parse_args()
-    shape = SHAPES[args.shape]
-    messages = json.loads((ROOT / shape["prompts"]).read_text())
+    messages = json.loads(pathlib.Path(args.prompts).read_text())
     prompts = [[{"role": "user", "content": m}] for m in messages]
 
-    settings = {"seed": 1, "learning_rate": shape["learning_rate"], "blas_threads": args.threads,
-                "training_mode": "lora" if shape["lora"] else "full"}
-    if shape["lora"]:
+    settings = {"seed": 1, "learning_rate": args.learning_rate, "blas_threads": args.threads,
+                "training_mode": args.training}
+    if args.training == "lora":
         settings.update(lora_rank=16, lora_alpha=32)
     if args.matmul_backend:
         settings["matmul_backend"] = args.matmul_backend
@@ -59,7 +58,7 @@ def main():
             what = "warm-up" if index == 0 else f"run {index}/{args.repeats}"
             started = time.monotonic()
             reply = client.generate(prompts, n=args.samples, temperature=1.0, seed=index + 1,
-                                    max_new_tokens=shape["new_tokens"], ignore_eos=True)
+                                    max_new_tokens=args.new_tokens, ignore_eos=True)
             generated = time.monotonic()
             groups = [[(c.rollout_id, len(set(c.token_ids)) / max(1, len(c.token_ids))) for c in result.completions]
                       for result in reply.results]
@@ -81,8 +80,8 @@ def main():
         return round(statistics.median(s[key] for s in steps), 3)
 
     samples = len(prompts) * args.samples
-    out = {"shape": args.shape, "prompt_tokens": prompt_tokens, "samples": samples, "new_tokens": new_tokens,
-           "training": "lora r16 alpha 32" if shape["lora"] else "full", "transport": daemon.address.split(":")[0],
+    out = {"prompts": args.prompts, "prompt_tokens": prompt_tokens, "samples": samples, "new_tokens": new_tokens,
+           "training": "lora r16 alpha 32" if args.training == "lora" else "full", "transport": daemon.address.split(":")[0],
            "seconds": median("seconds"), "seconds_each": [round(s["seconds"], 3) for s in steps],
            "generate_seconds": median("generate_seconds"), "reward_seconds": median("reward_seconds"),
            "update_seconds": median("update_seconds"), "server_update_seconds": median("server_update_seconds"),

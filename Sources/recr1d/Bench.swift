@@ -204,7 +204,9 @@ struct Bench: ParsableCommand {
             // The same step through the service: what a recipe's loop costs beyond the engine's step.
             let binary = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
             for shape in stepShapes {
-                var arguments = ["--recr1d", binary, "--shape", shape.trlShape, "--threads", "\(threads)", "--repeats", "\(repeats)"]
+                var arguments = ["--recr1d", binary, "--prompts", shape.promptsFile, "--new-tokens", "\(shape.newTokens)",
+                                 "--training", shape.lora ? "lora" : "full", "--learning-rate", "\(shape.learningRate)",
+                                 "--threads", "\(threads)", "--repeats", "\(repeats)"]
                 if let matmulBackend { arguments += ["--matmul-backend", matmulBackend] }
                 let client = try runScript(loopScript, arguments, hint: "build recr1d and pip install clients/python first")
                 result["loop_\(shape.key)"] = client
