@@ -94,6 +94,12 @@ struct Bench: ParsableCommand {
         let newTokens: Int
         let lora: Bool            // LoRA r16, alpha 32 on every projection; else full fine-tuning
         let learningRate: Float
+
+        /// The shape as bench_loop.py and bench_trl_grpo.py take it, so neither keeps a copy of the shapes.
+        var scriptArguments: [String] {
+            ["--prompts", promptsFile, "--new-tokens", "\(newTokens)", "--training", lora ? "lora" : "full",
+             "--learning-rate", "\(learningRate)"]
+        }
     }
 
     var stepShapes: [StepShape] {
@@ -204,9 +210,7 @@ struct Bench: ParsableCommand {
             // The same step through the service: what a recipe's loop costs beyond the engine's step.
             let binary = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
             for shape in stepShapes {
-                var arguments = ["--recr1d", binary, "--prompts", shape.promptsFile, "--new-tokens", "\(shape.newTokens)",
-                                 "--training", shape.lora ? "lora" : "full", "--learning-rate", "\(shape.learningRate)",
-                                 "--threads", "\(threads)", "--repeats", "\(repeats)"]
+                var arguments = ["--recr1d", binary] + shape.scriptArguments + ["--threads", "\(threads)", "--repeats", "\(repeats)"]
                 if let matmulBackend { arguments += ["--matmul-backend", matmulBackend] }
                 let client = try runScript(loopScript, arguments, hint: "build recr1d and pip install clients/python first")
                 result["loop_\(shape.key)"] = client
@@ -240,8 +244,8 @@ struct Bench: ParsableCommand {
                 guard let ours = (result[shape.key] as? [String: Any])?["seconds"] as? Double else { continue }
                 let suffix = shape.key.dropFirst("grpo_step".count)  // "" or "_rec"
                 for bf16 in referenceBf16 ? [false, true] : [false] {
-                    let trl = try runReference(trlScript, ["--threads", "\(threads)", "--steps", "\(trlSteps)",
-                                                           "--shape", shape.trlShape] + (bf16 ? ["--bf16"] : []))
+                    let trl = try runReference(trlScript, ["--threads", "\(threads)", "--steps", "\(trlSteps)"]
+                                               + shape.scriptArguments + ["--shape", shape.trlShape] + (bf16 ? ["--bf16"] : []))
                     let name = "reference_trl_grpo\(suffix)" + (bf16 ? "_bf16" : "")
                     result[name] = trl
                     if let theirs = trl["step_seconds_median"] as? Double {

@@ -1,9 +1,13 @@
 #!/usr/bin/env python3
 """Wall time of one whole GRPO step of TRL's GRPOTrainer on CPU, for SmolLM2-135M-Instruct.
 
-    python3 scripts/reference/bench_trl_grpo.py              # 3 steps (the first is the warm-up), fp32
-    python3 scripts/reference/bench_trl_grpo.py --steps 2 --bf16 --threads 2
-    python3 scripts/reference/bench_trl_grpo.py --shape rec     # the recommendation-shaped step, PEFT LoRA
+    python3 scripts/reference/bench_trl_grpo.py --shape chat --prompts scripts/reference/grpo_step_prompts.json \
+        --new-tokens 64 --training full --learning-rate 1e-6            # 3 steps (the first a warm-up), fp32
+    python3 scripts/reference/bench_trl_grpo.py --shape rec --prompts scripts/reference/grpo_step_rec_prompts.json \
+        --new-tokens 96 --training lora --learning-rate 1e-5 --steps 2 --bf16
+
+The shape's settings are `recr1d bench`'s (its StepShape), passed in by `recr1d bench --reference`;
+--shape only names the shape in the JSON.
 
 Prints one JSON object to stdout (progress and the trainer's own logs go to stderr). A few minutes per
 step on 2 cores.
@@ -82,17 +86,7 @@ from transformers.utils import logging as hf_logging  # noqa: E402
 PROMPTS_PER_STEP = 8
 NUM_GENERATIONS = 8
 MICRO_BATCH = 8
-HERE = pathlib.Path(__file__).resolve().parent
 
-# The two step shapes, the same as `recr1d bench --grpo-step` (chat) and `--grpo-step-rec` (rec): the user
-# messages (one file for both sides), the new tokens of every completion, the rendered prompt lengths the
-# shape expects, LoRA or full fine-tuning, the learning rate.
-SHAPES = {
-    "chat": {"prompts": HERE / "grpo_step_prompts.json", "new_tokens": 64, "prompt_tokens": (40, 90),
-             "lora": False, "learning_rate": 1e-6},
-    "rec": {"prompts": HERE / "grpo_step_rec_prompts.json", "new_tokens": 96, "prompt_tokens": (200, 400),
-            "lora": True, "learning_rate": 1e-5},
-}
 # recr1d's LoRA: rank 16, alpha 32, on every projection of every layer.
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
@@ -211,15 +205,18 @@ def main():
     parser.add_argument("--gradient-checkpointing", action="store_true",
                         help="recompute activations in backward (TRL's default; off here unless given)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--shape", choices=sorted(SHAPES), default="chat",
-                        help="chat: 8 short prompts x 8 x 64 tokens, full fine-tuning; rec: 8 rating prompts of "
-                             "about 290 tokens x 8 x 96 tokens, PEFT LoRA r16 alpha 32 on every projection")
+    parser.add_argument("--shape", required=True, help="the shape's name, for the JSON (chat or rec)")
+    parser.add_argument("--prompts", required=True, help="the step's 8 user messages (a JSON list of strings)")
+    parser.add_argument("--new-tokens", type=int, required=True, help="new tokens per completion (all run to it)")
+    parser.add_argument("--training", choices=["lora", "full"], required=True,
+                        help="PEFT LoRA r16 alpha 32 on every projection, or full fine-tuning")
+    parser.add_argument("--learning-rate", type=float, required=True)
     args = parser.parse_args()
     if args.steps < 1:
         parser.error("--steps must be at least 1")
-    shape = SHAPES[args.shape]
-    new_tokens = shape["new_tokens"]
-    prompts = json.loads(shape["prompts"].read_text())
+    new_tokens = args.new_tokens
+    lora = args.training == "lora"
+    prompts = json.loads(pathlib.Path(args.prompts).read_text())
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -237,7 +234,7 @@ def main():
     tokenizer.backend_tokenizer.pre_tokenizer = g.smollm_pre_tokenizer()
     model = AutoModelForCausalLM.from_pretrained(directory, gguf_file=g.MODEL_NAME, dtype=torch.float32)
     untag_gguf(model)
-    if shape["lora"]:
+    if lora:
         from peft import LoraConfig, get_peft_model
         model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, bias="none",
                                                  target_modules=LORA_TARGETS, task_type="CAUSAL_LM"))
@@ -247,9 +244,8 @@ def main():
         len(tokenizer.apply_chat_template(m, tokenize=True, add_generation_prompt=True, return_dict=True)["input_ids"])
         for m in messages
     ]
-    low, high = shape["prompt_tokens"]
-    if len(prompts) != PROMPTS_PER_STEP or not all(low <= n <= high for n in prompt_tokens):
-        sys.exit(f"bench_trl_grpo: prompts render to {prompt_tokens} tokens, expected 8 of {low}..{high}")
+    if len(prompts) != PROMPTS_PER_STEP:
+        sys.exit(f"bench_trl_grpo: {args.prompts} holds {len(prompts)} prompts, expected {PROMPTS_PER_STEP}")
     dataset = datasets.Dataset.from_dict({"prompt": messages})
 
     clock = Clock()
@@ -274,7 +270,7 @@ def main():
         use_vllm=False,
         beta=0.0,
         num_iterations=1,
-        learning_rate=shape["learning_rate"],
+        learning_rate=args.learning_rate,
         lr_scheduler_type="constant",
         warmup_steps=0,
         weight_decay=0.0,
@@ -330,7 +326,7 @@ def main():
         "threads_seen_in_step": steps[0]["threads"],
         "settings": {
             "shape": args.shape,
-            "training": "peft lora r16 alpha 32, every projection" if shape["lora"] else "full",
+            "training": "peft lora r16 alpha 32, every projection" if lora else "full",
             "prompts_per_step": PROMPTS_PER_STEP,
             "num_generations": NUM_GENERATIONS,
             "completions_per_step": PROMPTS_PER_STEP * NUM_GENERATIONS,
