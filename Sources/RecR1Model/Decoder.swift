@@ -57,29 +57,12 @@ public final class Decoder {
         }
     }
 
-    /// Activations for up to `rows` rows: one allocation per buffer, grown on demand, reused across calls.
+    /// Generation's and scoring's buffers: one set of activations for every layer, grown on demand.
     final class Workspace {
-        private(set) var rows = 0
-        let x = Buffer(), xNorm = Buffer()       // [rows × dim] the residual stream, and its normalised copy
-        let q = Buffer(), attention = Buffer()   // [rows × qDim]
-        let k = Buffer(), v = Buffer()           // [rows × kvDim]
-        let gate = Buffer(), up = Buffer()       // [rows × ffnDim]
-        let cos = Buffer(), sin = Buffer()       // [rows × headDim/2] RoPE of each row's position
+        let plan = ActivationPlan(keepsLayers: false)
         let scores = Buffer()                    // [threads × positions] a line of one head's attention weights each
-        let adapterHidden = Buffer()             // [rows × rank] x·Aᵀ of the adapter being applied
         let chunkNormed = Buffer()               // [chunk × dim] final-normed rows of one logits chunk
         let chunkLogits = Buffer()               // [chunk × vocab] their logits
-
-        func ensure(rows: Int, config c: ModelConfig) {
-            if rows > self.rows {
-                self.rows = rows
-                x.resize(rows * c.dim); xNorm.resize(rows * c.dim)
-                q.resize(rows * c.qDim); attention.resize(rows * c.qDim)
-                k.resize(rows * c.kvDim); v.resize(rows * c.kvDim)
-                gate.resize(rows * c.ffnDim); up.resize(rows * c.ffnDim)
-                cos.resize(rows * c.headDim / 2); sin.resize(rows * c.headDim / 2)
-            }
-        }
     }
 
     /// Runs the rows through the model, writing their keys and values into `cache`, and returns the logits
@@ -109,7 +92,7 @@ public final class Decoder {
             let normed = work.chunkNormed.p, logits = work.chunkLogits.p
             Parallel.rows(range.count) { part in
                 for i in part {
-                    Kernels.rmsNorm(normed + i * c.dim, work.x.p + logitRows[range.lowerBound + i] * c.dim, weights.finalNorm,
+                    Kernels.rmsNorm(normed + i * c.dim, work.plan.x.p + logitRows[range.lowerBound + i] * c.dim, weights.finalNorm,
                                     c.dim, eps: c.normEps)
                 }
             }
@@ -121,69 +104,104 @@ public final class Decoder {
         }
     }
 
-    /// The layers over `rows`: the residual stream of every row ends in `work.x`.
+    /// Generation and scoring: the layers over `rows`, each row attending to its slot's cached positions
+    /// 0...p; the residual stream of every row ends in `work.plan.x`.
     private func runLayers(_ rows: [Row], cache: KVCache) {
-        let c = config
         precondition(rows.allSatisfy { $0.position < cache.capacity && $0.slot < cache.slots })
-        work.ensure(rows: rows.count, config: c)
-
-        // Embedding lookup, and the RoPE angles of each row's position.
-        let half = c.headDim / 2
-        for (r, row) in rows.enumerated() {
-            (work.x.p + r * c.dim).update(from: weights.tokenEmbedding, offset: Int(row.token) * c.dim, count: c.dim)
-            Kernels.ropeAngles(position: row.position, headDim: c.headDim, theta: c.ropeTheta,
-                               cos: work.cos.p + r * half, sin: work.sin.p + r * half)
-        }
-        for layer in 0..<c.layers {
-            attentionBlock(layer: layer, rows: rows, cache: cache)
-            mlpBlock(layer: layer, rows: rows.count)
+        work.plan.ensure(rows: rows.count, config: config)
+        runLayers(work.plan, tokens: rows.map(\.token), positions: rows.map(\.position), quantized: true) { layer, a in
+            attendCached(layer: layer, rows: rows, cache: cache, a)
         }
     }
 
-    private func attentionBlock(layer: Int, rows: [Row], cache: KVCache) {
-        let c = config, w = weights.layers[layer], n = rows.count
-        let x = work.x.p, xn = work.xNorm.p, q = work.q.p, k = work.k.p, v = work.v.p
-        let att = work.attention.p
-        Parallel.rows(n) { range in
-            for r in range { Kernels.rmsNorm(xn + r * c.dim, x + r * c.dim, w.attnNorm, c.dim, eps: c.normEps) }
+    /// The one forward body of the layers, for generation, scoring and training alike. Reads the tokens,
+    /// writes the residual stream into `plan.x` and each layer's activations into `plan.layer(l)` (with its
+    /// input and its post-attention stream too when the plan keeps layers for a backward pass). `attend`
+    /// fills `att` from the layer's `q`, `k` and `v` (after RoPE). `quantized`: few-row products may use the
+    /// file's block-format copies (never in training, whose gradients are of the fp32 weights).
+    func runLayers(_ plan: ActivationPlan, tokens: [Int32], positions: [Int], quantized: Bool,
+                   attend: (_ layer: Int, _ a: LayerActivations) -> Void) {
+        let c = config, w = weights, n = tokens.count, half = c.headDim / 2
+        let x = plan.x.p, cos = plan.cos.p, sin = plan.sin.p
+        for r in 0..<n {
+            (x + r * c.dim).update(from: w.tokenEmbedding, offset: Int(tokens[r]) * c.dim, count: c.dim)
+            Kernels.ropeAngles(position: positions[r], headDim: c.headDim, theta: c.ropeTheta,
+                               cos: cos + r * half, sin: sin + r * half)
         }
-        MatMul.linear(many: [
-            .init(out: q, weight: w.wq, quantized: w.quantized.wq, packed: packed(layer, .q, rows: n), bias: w.bq, outDim: c.qDim),
-            .init(out: k, weight: w.wk, quantized: w.quantized.wk, packed: packed(layer, .k, rows: n), bias: w.bk, outDim: c.kvDim),
-            .init(out: v, weight: w.wv, quantized: w.quantized.wv, packed: packed(layer, .v, rows: n), bias: w.bv, outDim: c.kvDim),
-        ], xn, rows: n, inDim: c.dim)
-        addAdapter(layer, .q, out: q, input: xn, rows: n)
-        addAdapter(layer, .k, out: k, input: xn, rows: n)
-        addAdapter(layer, .v, out: v, input: xn, rows: n)
+        for l in 0..<c.layers {
+            let a = plan.layer(l), lw = w.layers[l]
+            let blocks = quantized ? lw.quantized : QuantizedLayer()
 
-        let half = c.headDim / 2
-        for (r, row) in rows.enumerated() {
-            let cos = work.cos.p + r * half, sin = work.sin.p + r * half
-            Kernels.rope(q + r * c.qDim, heads: c.heads, headDim: c.headDim, cos: cos, sin: sin)
-            Kernels.rope(k + r * c.kvDim, heads: c.kvHeads, headDim: c.headDim, cos: cos, sin: sin)
-            let at = cache.offset(layer: layer, slot: row.slot, position: row.position)
-            (cache.keys + at).update(from: k + r * c.kvDim, count: c.kvDim)
-            (cache.values + at).update(from: v + r * c.kvDim, count: c.kvDim)
-        }
-
-        // Each query head attends over its slot's cached positions 0...p with its key/value head, row by row:
-        // the causal mask is where the loop stops. Rows are independent and run in parallel, dealt round-robin
-        // (a prefill's later rows see more positions), each thread with one line of scores. For 128-token
-        // sequences this ran 1.3x faster than two matrix products per head over the masked square.
-        WorkClock.measure(.attention) {
-            let line = rows.map { $0.position + 1 }.max() ?? 0
-            let parts = min(Parallel.threads, n)
-            work.scores.resize(parts * line)
-            Parallel.forEach(parts) { part in
-                for r in stride(from: part, to: n, by: parts) {
-                    attendRow(layer: layer, r: r, row: rows[r], cache: cache, scores: work.scores.p + part * line)
+            // Attention: x += Wo · Attention(RoPE(Wq · norm(x)), RoPE(Wk · norm(x)), Wv · norm(x)).
+            if plan.keepsLayers { a.xIn.p.update(from: x, count: n * c.dim) }
+            Parallel.rows(n) { range in
+                for r in range { a.r1.p[r] = Kernels.rmsNorm(a.xn1.p + r * c.dim, x + r * c.dim, lw.attnNorm, c.dim, eps: c.normEps) }
+            }
+            MatMul.linear(many: [
+                .init(out: a.q.p, weight: lw.wq, quantized: blocks.wq, packed: packed(l, .q, rows: n), bias: lw.bq, outDim: c.qDim),
+                .init(out: a.k.p, weight: lw.wk, quantized: blocks.wk, packed: packed(l, .k, rows: n), bias: lw.bk, outDim: c.kvDim),
+                .init(out: a.v.p, weight: lw.wv, quantized: blocks.wv, packed: packed(l, .v, rows: n), bias: lw.bv, outDim: c.kvDim),
+            ], a.xn1.p, rows: n, inDim: c.dim)
+            addAdapter(l, .q, out: a.q.p, input: a.xn1.p, rows: n, hidden: a.hidden(.q))
+            addAdapter(l, .k, out: a.k.p, input: a.xn1.p, rows: n, hidden: a.hidden(.k))
+            addAdapter(l, .v, out: a.v.p, input: a.xn1.p, rows: n, hidden: a.hidden(.v))
+            Parallel.rows(n) { range in
+                for r in range {
+                    Kernels.rope(a.q.p + r * c.qDim, heads: c.heads, headDim: c.headDim, cos: cos + r * half, sin: sin + r * half)
+                    Kernels.rope(a.k.p + r * c.kvDim, heads: c.kvHeads, headDim: c.headDim, cos: cos + r * half, sin: sin + r * half)
                 }
             }
+            WorkClock.measure(.attention) { attend(l, a) }
+            // x += attention · Woᵀ (the residual add folded into the product).
+            MatMul.linear(x, a.att.p, lw.wo, quantized: blocks.wo, packed: packed(l, .o, rows: n), rows: n, inDim: c.qDim,
+                          outDim: c.dim, accumulate: true)
+            addAdapter(l, .o, out: x, input: a.att.p, rows: n, hidden: a.hidden(.o))
+
+            // MLP: x += Wdown · (silu(Wgate · norm(x)) ⊙ Wup · norm(x)).
+            if plan.keepsLayers { a.h.p.update(from: x, count: n * c.dim) }
+            Parallel.rows(n) { range in
+                for r in range { a.r2.p[r] = Kernels.rmsNorm(a.xn2.p + r * c.dim, x + r * c.dim, lw.ffnNorm, c.dim, eps: c.normEps) }
+            }
+            MatMul.linear(many: [
+                .init(out: a.gate.p, weight: lw.wGate, quantized: blocks.wGate, packed: packed(l, .gate, rows: n), bias: nil,
+                      outDim: c.ffnDim),
+                .init(out: a.up.p, weight: lw.wUp, quantized: blocks.wUp, packed: packed(l, .up, rows: n), bias: nil,
+                      outDim: c.ffnDim),
+            ], a.xn2.p, rows: n, inDim: c.dim)
+            addAdapter(l, .gate, out: a.gate.p, input: a.xn2.p, rows: n, hidden: a.hidden(.gate))
+            addAdapter(l, .up, out: a.up.p, input: a.xn2.p, rows: n, hidden: a.hidden(.up))
+            // The backward pass needs gate before SiLU: a kept layer writes the product apart, else over gate.
+            let act = plan.keepsLayers ? a.act.p : a.gate.p
+            if plan.keepsLayers { act.update(from: a.gate.p, count: n * c.ffnDim) }
+            Parallel.rows(n) { range in
+                Kernels.swiGLU(act + range.lowerBound * c.ffnDim, a.up.p + range.lowerBound * c.ffnDim, range.count * c.ffnDim)
+            }
+            MatMul.linear(x, act, lw.wDown, quantized: blocks.wDown, packed: packed(l, .down, rows: n), rows: n,
+                          inDim: c.ffnDim, outDim: c.dim, accumulate: true)
+            addAdapter(l, .down, out: x, input: act, rows: n, hidden: a.hidden(.down))
         }
-        // x += attention · Woᵀ (the residual add folded into the product).
-        MatMul.linear(x, att, w.wo, quantized: w.quantized.wo, packed: packed(layer, .o, rows: n), rows: n, inDim: c.qDim,
-                      outDim: c.dim, accumulate: true)
-        addAdapter(layer, .o, out: x, input: att, rows: n)
+    }
+
+    /// Generation's attention: the rows' keys and values go into the cache, then each query head attends
+    /// over its slot's cached positions 0...p with its key/value head, row by row — the causal mask is where
+    /// the loop stops. Rows are independent and run in parallel, dealt round-robin (a prefill's later rows see
+    /// more positions), each thread with one line of scores. For 128-token sequences this ran 1.3x faster
+    /// than two matrix products per head over the masked square.
+    private func attendCached(layer: Int, rows: [Row], cache: KVCache, _ a: LayerActivations) {
+        let c = config, n = rows.count
+        for (r, row) in rows.enumerated() {
+            let at = cache.offset(layer: layer, slot: row.slot, position: row.position)
+            (cache.keys + at).update(from: a.k.p + r * c.kvDim, count: c.kvDim)
+            (cache.values + at).update(from: a.v.p + r * c.kvDim, count: c.kvDim)
+        }
+        let line = rows.map { $0.position + 1 }.max() ?? 0
+        let parts = min(Parallel.threads, n)
+        work.scores.resize(parts * line)
+        Parallel.forEach(parts) { part in
+            for r in stride(from: part, to: n, by: parts) {
+                attendRow(layer: layer, r: r, row: rows[r], cache: cache, a, scores: work.scores.p + part * line)
+            }
+        }
     }
 
     /// The packed copy of a layer's matrix for a forward product of `rows` rows, when the backend uses one.
@@ -191,49 +209,28 @@ public final class Decoder {
         packedWeights.matrix(.layer(layer, target), role, rows: rows, weights: weights, config: config)
     }
 
-    /// out += scale · (input·Aᵀ)·Bᵀ when the layer's `target` has an enabled adapter.
+    /// out += scale · (input·Aᵀ)·Bᵀ when the layer's `target` has an enabled adapter, keeping
+    /// scale · input·Aᵀ in `hidden` for a backward pass.
     private func addAdapter(_ layer: Int, _ target: LoRATarget, out: UnsafeMutablePointer<Float>,
-                            input: UnsafePointer<Float>, rows: Int) {
+                            input: UnsafePointer<Float>, rows: Int, hidden: Buffer) {
         guard adaptersEnabled, let adapters, let pair = adapters.layers[layer][target] else { return }
-        work.adapterHidden.resize(rows * adapters.settings.rank)
-        LoRAAdapters.apply(pair, scale: adapters.settings.scale, out: out, input: input, hidden: work.adapterHidden.p,
+        hidden.resize(rows * adapters.settings.rank)
+        LoRAAdapters.apply(pair, scale: adapters.settings.scale, out: out, input: input, hidden: hidden.p,
                            rows: rows, rank: adapters.settings.rank)
     }
 
     /// One row: scores against each cached key, softmax, weighted sum of the values.
-    private func attendRow(layer: Int, r: Int, row: Row, cache: KVCache, scores: UnsafeMutablePointer<Float>) {
+    private func attendRow(layer: Int, r: Int, row: Row, cache: KVCache, _ a: LayerActivations,
+                           scores: UnsafeMutablePointer<Float>) {
         let c = config, group = c.heads / c.kvHeads
         let scale = 1 / Float(c.headDim).squareRoot()
         let base = cache.offset(layer: layer, slot: row.slot, position: 0)
         let length = row.position + 1
         for h in 0..<c.heads {
             let kv = base + (h / group) * c.headDim
-            Kernels.attendHead(query: work.q.p + r * c.qDim + h * c.headDim, keys: cache.keys + kv, values: cache.values + kv,
+            Kernels.attendHead(query: a.q.p + r * c.qDim + h * c.headDim, keys: cache.keys + kv, values: cache.values + kv,
                                stride: c.kvDim, length: length, headDim: c.headDim, scale: scale, scores: scores,
-                               out: work.attention.p + r * c.qDim + h * c.headDim)
+                               out: a.att.p + r * c.qDim + h * c.headDim)
         }
-    }
-
-    private func mlpBlock(layer: Int, rows n: Int) {
-        let c = config, w = weights.layers[layer]
-        let x = work.x.p, xn = work.xNorm.p, gate = work.gate.p, up = work.up.p
-        Parallel.rows(n) { range in
-            for r in range { Kernels.rmsNorm(xn + r * c.dim, x + r * c.dim, w.ffnNorm, c.dim, eps: c.normEps) }
-        }
-        MatMul.linear(many: [
-            .init(out: gate, weight: w.wGate, quantized: w.quantized.wGate, packed: packed(layer, .gate, rows: n), bias: nil,
-                  outDim: c.ffnDim),
-            .init(out: up, weight: w.wUp, quantized: w.quantized.wUp, packed: packed(layer, .up, rows: n), bias: nil,
-                  outDim: c.ffnDim),
-        ], xn, rows: n, inDim: c.dim)
-        addAdapter(layer, .gate, out: gate, input: xn, rows: n)
-        addAdapter(layer, .up, out: up, input: xn, rows: n)
-        Parallel.rows(n) { range in
-            Kernels.swiGLU(gate + range.lowerBound * c.ffnDim, up + range.lowerBound * c.ffnDim, range.count * c.ffnDim)
-        }
-        // x += swiglu · Wdownᵀ
-        MatMul.linear(x, gate, w.wDown, quantized: w.quantized.wDown, packed: packed(layer, .down, rows: n), rows: n,
-                      inDim: c.ffnDim, outDim: c.dim, accumulate: true)
-        addAdapter(layer, .down, out: x, input: gate, rows: n)
     }
 }

@@ -64,20 +64,8 @@ public final class TrainingPass {
     public let decoder: Decoder
     private var config: ModelConfig { decoder.config }
 
-    /// What one layer's backward pass reads, saved by the forward pass. [rows × n] unless noted.
-    final class LayerActivations {
-        let xIn = Buffer()                 // the layer's input (residual stream)
-        let xn1 = Buffer(), r1 = Buffer()  // attention RMSNorm output, and 1/rms per row [rows]
-        let q = Buffer(), k = Buffer(), v = Buffer()  // after RoPE (q, k)
-        let probs = Buffer()               // attention weights: per sequence, per head, [T × T]
-        let att = Buffer()                 // attention output, before Wo
-        let h = Buffer()                   // residual stream after attention
-        let xn2 = Buffer(), r2 = Buffer()  // MLP RMSNorm output, and 1/rms
-        let gate = Buffer(), up = Buffer(), act = Buffer()  // before SiLU, up, and silu(gate) ⊙ up
-        var adapterHidden: [LoRATarget: Buffer] = [:]       // scale · x·Aᵀ of each adapted layer [rows × rank]
-    }
-
-    private var layers: [LayerActivations] = []
+    /// The forward pass's buffers, one set of activations a layer, read again by the backward pass.
+    private let plan = ActivationPlan(keepsLayers: true)
     /// The backward pass's buffers, kept between calls (fresh pages cost page faults on every step).
     final class Scratch {
         let chunkRows = Buffer(), logits = Buffer()       // a chunk of final-norm rows, and their logits
@@ -88,10 +76,10 @@ public final class TrainingPass {
         let dk = Buffer(), dv = Buffer()                          // [rows × kvDim]
         let negativeSin = Buffer()                                // [rows × headDim/2]
         let dScores = Buffer()                                    // [T × T] one head's dP, then dS
+        let dHidden = Buffer()                                    // [rows × rank] an adapter's d(input·Aᵀ)
     }
     private let scratch = Scratch()
-    private let xFinal = Buffer(), normed = Buffer(), rFinal = Buffer()
-    private let cos = Buffer(), sin = Buffer()
+    private let normed = Buffer(), rFinal = Buffer()  // the final RMSNorm of plan.x, and its 1/rms
     /// Rows that attend to each other: `rows` rows from `start`; rows `prefix..<rows` belong to members.
     struct Unit {
         var start: Int, rows: Int, probsStart: Int
@@ -164,66 +152,11 @@ public final class TrainingPass {
         }
         precondition(nextGroup == prefixGroups.count, "prefix groups ascending and disjoint")
         rows = rowTokens.count
-        while layers.count < c.layers { layers.append(LayerActivations()) }
+        plan.ensure(rows: rows, probs: probsOffset, config: c)
+        decoder.runLayers(plan, tokens: rowTokens, positions: positions, quantized: false) { _, a in attentionForward(a) }
+        let x = plan.x
 
-        // Embedding and RoPE tables (position = index within the sequence).
-        let x = Buffer(zeros: rows * c.dim)
-        let half = c.headDim / 2
-        cos.resize(rows * half); sin.resize(rows * half)
-        for r in 0..<rows {
-            (x.p + r * c.dim).update(from: w.tokenEmbedding, offset: Int(rowTokens[r]) * c.dim, count: c.dim)
-            Kernels.ropeAngles(position: positions[r], headDim: c.headDim, theta: c.ropeTheta,
-                               cos: cos.p + r * half, sin: sin.p + r * half)
-        }
-
-        for l in 0..<c.layers {
-            let a = layers[l], lw = w.layers[l]
-            for b in [a.xIn, a.xn1, a.h, a.xn2] { b.resize(rows * c.dim) }
-            for b in [a.q, a.att] { b.resize(rows * c.qDim) }
-            for b in [a.k, a.v] { b.resize(rows * c.kvDim) }
-            for b in [a.gate, a.up, a.act] { b.resize(rows * c.ffnDim) }
-            a.r1.resize(rows); a.r2.resize(rows); a.probs.resize(probsOffset)
-
-            a.xIn.p.update(from: x.p, count: rows * c.dim)
-            Parallel.rows(rows) { range in
-                for r in range { a.r1.p[r] = Kernels.rmsNorm(a.xn1.p + r * c.dim, x.p + r * c.dim, lw.attnNorm, c.dim, eps: c.normEps) }
-            }
-            MatMul.linear(a.q.p, a.xn1.p, lw.wq, packed: packed(l, .q), bias: lw.bq, rows: rows, inDim: c.dim, outDim: c.qDim)
-            MatMul.linear(a.k.p, a.xn1.p, lw.wk, packed: packed(l, .k), bias: lw.bk, rows: rows, inDim: c.dim, outDim: c.kvDim)
-            MatMul.linear(a.v.p, a.xn1.p, lw.wv, packed: packed(l, .v), bias: lw.bv, rows: rows, inDim: c.dim, outDim: c.kvDim)
-            addAdapter(a, l, .q, out: a.q.p, input: a.xn1.p)
-            addAdapter(a, l, .k, out: a.k.p, input: a.xn1.p)
-            addAdapter(a, l, .v, out: a.v.p, input: a.xn1.p)
-            Parallel.rows(rows) { range in
-                for r in range {
-                    Kernels.rope(a.q.p + r * c.qDim, heads: c.heads, headDim: c.headDim, cos: cos.p + r * half, sin: sin.p + r * half)
-                    Kernels.rope(a.k.p + r * c.kvDim, heads: c.kvHeads, headDim: c.headDim, cos: cos.p + r * half, sin: sin.p + r * half)
-                }
-            }
-            WorkClock.measure(.attention) { attentionForward(a) }
-            MatMul.linear(x.p, a.att.p, lw.wo, packed: packed(l, .o), rows: rows, inDim: c.qDim, outDim: c.dim, accumulate: true)
-            addAdapter(a, l, .o, out: x.p, input: a.att.p)
-
-            a.h.p.update(from: x.p, count: rows * c.dim)
-            Parallel.rows(rows) { range in
-                for r in range { a.r2.p[r] = Kernels.rmsNorm(a.xn2.p + r * c.dim, x.p + r * c.dim, lw.ffnNorm, c.dim, eps: c.normEps) }
-            }
-            MatMul.linear(a.gate.p, a.xn2.p, lw.wGate, packed: packed(l, .gate), rows: rows, inDim: c.dim, outDim: c.ffnDim)
-            MatMul.linear(a.up.p, a.xn2.p, lw.wUp, packed: packed(l, .up), rows: rows, inDim: c.dim, outDim: c.ffnDim)
-            addAdapter(a, l, .gate, out: a.gate.p, input: a.xn2.p)
-            addAdapter(a, l, .up, out: a.up.p, input: a.xn2.p)
-            a.act.p.update(from: a.gate.p, count: rows * c.ffnDim)
-            Parallel.rows(rows) { range in
-                let offset = range.lowerBound * c.ffnDim
-                Kernels.swiGLU(a.act.p + offset, a.up.p + offset, range.count * c.ffnDim)
-            }
-            MatMul.linear(x.p, a.act.p, lw.wDown, packed: packed(l, .down), rows: rows, inDim: c.ffnDim, outDim: c.dim,
-                          accumulate: true)
-            addAdapter(a, l, .down, out: x.p, input: a.act.p)
-        }
-
-        xFinal.resize(rows * c.dim); normed.resize(rows * c.dim); rFinal.resize(rows)
-        xFinal.p.update(from: x.p, count: rows * c.dim)
+        normed.resize(rows * c.dim); rFinal.resize(rows)
         for r in 0..<rows { rFinal.p[r] = Kernels.rmsNorm(normed.p + r * c.dim, x.p + r * c.dim, w.finalNorm, c.dim, eps: c.normEps) }
 
         // log p(token) = logit[token] - logsumexp(logits), over chunks of target rows.
@@ -262,20 +195,9 @@ public final class TrainingPass {
         return result
     }
 
-    /// out += scale · (input·Aᵀ)·Bᵀ for an adapted layer, keeping scale · input·Aᵀ for the backward pass.
     /// The packed copy of a layer's matrix for this pass's rows, when the backend uses one.
-    private func packed(_ layer: Int, _ target: LoRATarget, _ role: PackedMatrix.Role = .forward) -> PackedMatrix? {
-        decoder.packedWeights.matrix(.layer(layer, target), role, rows: rows, weights: decoder.weights, config: config)
-    }
-
-    private func addAdapter(_ a: LayerActivations, _ layer: Int, _ target: LoRATarget, out: UnsafeMutablePointer<Float>,
-                            input: UnsafePointer<Float>) {
-        guard let adapters, let pair = adapters.layers[layer][target] else { return }
-        let hidden = a.adapterHidden[target] ?? Buffer()
-        a.adapterHidden[target] = hidden
-        hidden.resize(rows * adapters.settings.rank)
-        LoRAAdapters.apply(pair, scale: adapters.settings.scale, out: out, input: input, hidden: hidden.p, rows: rows,
-                           rank: adapters.settings.rank)
+    private func packed(_ layer: Int, _ target: LoRATarget, _ role: PackedMatrix.Role) -> PackedMatrix? {
+        decoder.packed(layer, target, rows: rows, role: role)
     }
 
     /// Computes the logits of chunks of target rows into a scratch buffer and hands each chunk over.
@@ -299,7 +221,7 @@ public final class TrainingPass {
         }
     }
 
-    /// Per unit and head, as in `Decoder.attendByProducts`: P = softmax(Q·Kᵀ/√d) over the rows each row may
+    /// Training's attention, per unit and head: P = softmax(Q·Kᵀ/√d) over the rows each row may
     /// see (kept for the backward pass, zero elsewhere), then out = P·V.
     private func attentionForward(_ a: LayerActivations) {
         let c = config, group = c.heads / c.kvHeads, hd = c.headDim
@@ -396,16 +318,16 @@ public final class TrainingPass {
         }
         let dx = b.dx
         withGradient(g, \.finalNorm) { dWeight in
-            rmsNormBackward(dx: dx.p, dWeight: dWeight, dy: dNormed.p, x: xFinal.p, weight: w.finalNorm, inverseRMS: rFinal.p, accumulate: false)
+            rmsNormBackward(dx: dx.p, dWeight: dWeight, dy: dNormed.p, x: plan.x.p, weight: w.finalNorm, inverseRMS: rFinal.p, accumulate: false)
         }
 
         let dxn = b.dxn, dAct = b.dAct, dUp = b.dUp, dAtt = b.dAtt, dq = b.dq, dk = b.dk, dv = b.dv
         // RoPE's backward is the rotation by the opposite angle.
         let half = c.headDim / 2
         let negativeSin = b.negativeSin
-        for i in 0..<(rows * half) { negativeSin.p[i] = -sin.p[i] }
+        for i in 0..<(rows * half) { negativeSin.p[i] = -plan.sin.p[i] }
         for l in (0..<c.layers).reversed() {
-            let a = layers[l], lw = w.layers[l], lg = g?.layers[l]
+            let a = plan.layer(l), lw = w.layers[l], lg = g?.layers[l]
             func linear(_ target: LoRATarget, _ weightGradient: ReferenceWritableKeyPath<LayerGradients, [Float]>,
                         dIn: UnsafeMutablePointer<Float>, dOut: UnsafePointer<Float>, input: UnsafePointer<Float>,
                         weight: [Float], accumulateInput: Bool = false) {
@@ -413,7 +335,7 @@ public final class TrainingPass {
                     linearBackward(dIn: dIn, dWeight: dWeight, dOut: dOut, input: input, weight: weight,
                                    packed: packed(l, target, .backward), shape: target.shape(c), accumulateInput: accumulateInput)
                 }
-                if let ga, let pair = adapters?.layers[l][target], let gradient = ga.layers[l][target], let hidden = a.adapterHidden[target] {
+                if let ga, let pair = adapters?.layers[l][target], let gradient = ga.layers[l][target], let hidden = a.savedHidden(target) {
                     adapterBackward(pair, gradient: gradient, dIn: dIn, dOut: dOut, input: input, hidden: hidden.p)
                 }
             }
@@ -435,8 +357,8 @@ public final class TrainingPass {
             WorkClock.measure(.attention) { attentionBackward(a, dAtt: dAtt.p, dq: dq.p, dk: dk.p, dv: dv.p) }
             Parallel.rows(rows) { range in
                 for r in range {
-                    Kernels.rope(dq.p + r * c.qDim, heads: c.heads, headDim: c.headDim, cos: cos.p + r * half, sin: negativeSin.p + r * half)
-                    Kernels.rope(dk.p + r * c.kvDim, heads: c.kvHeads, headDim: c.headDim, cos: cos.p + r * half, sin: negativeSin.p + r * half)
+                    Kernels.rope(dq.p + r * c.qDim, heads: c.heads, headDim: c.headDim, cos: plan.cos.p + r * half, sin: negativeSin.p + r * half)
+                    Kernels.rope(dk.p + r * c.kvDim, heads: c.kvHeads, headDim: c.headDim, cos: plan.cos.p + r * half, sin: negativeSin.p + r * half)
                 }
             }
             if c.qkvBias, let lg {
@@ -490,7 +412,8 @@ public final class TrainingPass {
         let (inDim, outDim) = (pair.inDim, pair.outDim)
         BLAS.sgemm(transA: true, transB: false, m: outDim, n: rank, k: rows, a: dOut, lda: outDim, b: hidden, ldb: rank,
                    beta: 1, c: &gradient.b, ldc: rank)
-        let dHidden = Buffer(zeros: rows * rank)
+        let dHidden = scratch.dHidden
+        dHidden.resize(rows * rank)
         BLAS.sgemm(transA: false, transB: false, m: rows, n: rank, k: outDim, alpha: scale, a: dOut, lda: outDim,
                    b: pair.b, ldb: rank, c: dHidden.p, ldc: rank)
         BLAS.sgemm(transA: true, transB: false, m: rank, n: inDim, k: rows, a: dHidden.p, lda: rank, b: input, ldb: inDim,
