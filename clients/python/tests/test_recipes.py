@@ -232,9 +232,17 @@ def test_recone_starts_recr1d_cold_starts_trains_and_evaluates(tmp_path, capsys,
     code, _, err = run_cli(["eval", "--run", str(out), "--users", "3", "--reuse", str(out / "eval"), "--out",
                             str(out / "eval2"), *blas_args()], capsys)
     assert code == 0, err
-    assert err.count("the completions of") == 3   # base, cold start, trained
+    assert err.count("3 of 3 completions from") == 3   # base, cold start, trained
     again = json.loads((out / "eval2" / "eval.json").read_text())
     assert [s["metrics"] for s in again["systems"]] == [s["metrics"] for s in result["systems"]]
+    # A larger evaluation takes what it can from the smaller one and generates the rest.
+    code, _, err = run_cli(["eval", "--run", str(out), "--users", "4", "--reuse", str(out / "eval"), "--out",
+                            str(out / "eval3"), *blas_args()], capsys)
+    assert code == 0, err
+    assert err.count("3 of 4 completions from") == 3 and "eval trained: 1/1 prompts" in err
+    before = list(read_jsonl(out / "eval" / "outputs-6-trained.jsonl"))
+    after = list(read_jsonl(out / "eval3" / "outputs-6-trained.jsonl"))
+    assert len(after) == 4 and [(r["id"], r["completion"]) for r in after[:3]] == [(r["id"], r["completion"]) for r in before]
 
     # The general-ability probe: base model, cold start and final checkpoint, each against the base.
     code, table, err = run_cli(["probe", "--run", str(out), "--max-new-tokens", "3", *blas_args()], capsys)

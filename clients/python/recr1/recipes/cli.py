@@ -119,8 +119,8 @@ def add_commands(commands):
     ev.add_argument("--cold-start", help="the cold start's policy (SFT only), a checkpoint folder compared too "
                                          "(default: the run's checkpoints/cold-start, when it has one)")
     ev.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples of the intervals (default 2000)")
-    ev.add_argument("--reuse", metavar="DIR", help="an earlier eval's --out folder: systems it evaluated on the same "
-                                                   "records take its completions instead of generating again")
+    ev.add_argument("--reuse", metavar="DIR", help="an earlier eval's --out folder: the records it evaluated for the same "
+                                                   "system take its completions; only the others are generated")
     ev.add_argument("--max-new-tokens", type=int, help="most new tokens per answer (default: the run's, else 96)")
     ev.add_argument("--no-stop", action="store_true", default=None,
                     help="do not stop at the answer's closing tag (default: as the run did; else stop)")

@@ -45,10 +45,11 @@ def greedy_texts(client, records, max_new_tokens, stop_strings, batch, label=Non
 
 
 def _reused_texts(folder, name, kind, records, note):
-    """The completions an earlier `recr1 eval` (its --out folder) wrote for the same system (name and kind)
-    on the same records, or None: greedy decoding gives them again, so they need not be generated twice."""
+    """The completions an earlier `recr1 eval` (its --out folder) wrote for the same system (name and kind),
+    as {record id: completion} for those of `records` it evaluated (greedy decoding gives them again, so they
+    need not be generated twice), or {} when it has none."""
     if not folder:
-        return None
+        return {}
     path = os.path.join(folder, "eval.json")
     if not os.path.isfile(path):
         raise ValueError(f"--reuse: {folder} has no eval.json (a folder written by `recr1 eval`)")
@@ -56,13 +57,14 @@ def _reused_texts(folder, name, kind, records, note):
         previous = json.load(f)
     for index, system in enumerate(previous.get("systems", [])):
         if system.get("name") == name and system.get("kind") == kind:
-            rows = list(read_jsonl(os.path.join(folder, f"outputs-{index + 1}-{kind}.jsonl")))
-            if [row["id"] for row in rows] != [r["id"] for r in records]:
-                note(f"--reuse: {name} in {folder} was evaluated on other records; generating again")
-                return None
-            note(f"{name}: the completions of {folder} (same records, greedy)")
-            return [row["completion"] for row in rows]
-    return None
+            done = {row["id"]: row["completion"]
+                    for row in read_jsonl(os.path.join(folder, f"outputs-{index + 1}-{kind}.jsonl"))}
+            wanted = {r["id"] for r in records}
+            found = {key: text for key, text in done.items() if key in wanted}
+            note(f"{name}: {len(found)} of {len(records)} completions from {folder} (greedy), "
+                 f"{len(records) - len(found)} to generate")
+            return found
+    return {}
 
 
 def judge_texts(judge, records, texts):
@@ -177,11 +179,12 @@ def evaluate(options, stream=None):
                     connect()
                 loaded = client.load_checkpoint(options["checkpoint"])
                 name = f"trained (step {loaded.step}, policy v{loaded.policy_version})"
-            texts = _reused_texts(options.get("reuse"), name, kind, records, note)
-            seconds = 0.0
-            if texts is None:
-                texts, seconds = greedy_texts(client, records, options["max_new_tokens"], options["stop_strings"],
-                                              options["batch"], kind, note)
+            reused = _reused_texts(options.get("reuse"), name, kind, records, note)
+            missing = [r for r in records if r["id"] not in reused]
+            new, seconds = greedy_texts(client, missing, options["max_new_tokens"], options["stop_strings"],
+                                        options["batch"], kind, note) if missing else ([], 0.0)
+            generated = dict(zip((r["id"] for r in missing), new))
+            texts = [reused.get(r["id"], generated.get(r["id"])) for r in records]
             rows = judge_texts(judge, records, texts)
             systems.append({"name": name, "kind": kind, "metrics": tasks.summarise(task, rows), "seconds": seconds,
                             "rows": rows})
