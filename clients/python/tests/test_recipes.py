@@ -96,6 +96,8 @@ def shared(tmp_path_factory):
     (["run", "rlrf4rec", "--samples", "1"], 2, "--samples: a DPO pair needs at least 2"),
     (["run", "rlrf4rec", "--cold-start-steps", "2"], 2, "--cold-start-steps: rlrf4rec has no answer format"),
     (["run", "reczero", "--top-p", "1.5"], 2, "--top-p: in (0, 1]"),
+    (["run", "rec-r1-seqrec", "--cold-start-rounding", "stochastic"], 2,
+     "--cold-start-rounding: not an option of rec-r1-seqrec"),
     (["run", "reczero", "--learning-rate", "-1"], 2, "--learning-rate: a positive number"),
     (["run", "reczero", "--fractions", "0.5,0.5"], 2, "--fractions: three values (train, validation, test), got 2"),
     (["run", "rec-r1-search"], 2, "--esci: rec-r1-search needs an ESCI-format file"),
@@ -140,6 +142,32 @@ def test_bad_data_and_binary_fail_before_training(tmp_path, capsys, monkeypatch)
     assert code == 2 and "'trained' needs --checkpoint PATH, --exported DIR or --run DIR" in err, err
     code, _, err = run_cli(["eval", "--data", str(tmp_path / "rating"), "--checkpoint", str(tmp_path / "nope")], capsys)
     assert code == 2 and "--checkpoint: no such folder" in err, err
+
+
+def test_stochastic_cold_start_rounding_keeps_both_nearest_ratings(tmp_path, capsys):
+    """--cold-start-rounding stochastic: the rule's estimate rounded up with probability equal to its fraction,
+    the same rating for the same record every time, always one of the two whole numbers around the estimate."""
+    from recr1.recipes import coldstart, tasks
+    ups = [coldstart.stochastic_rating(3.3, f"record-{i}") for i in range(2000)]
+    assert set(ups) == {3, 4} and 0.27 < ups.count(4) / len(ups) < 0.33
+    assert coldstart.stochastic_rating(3.3, "record-7") == coldstart.stochastic_rating(3.3, "record-7")
+    assert {coldstart.stochastic_rating(4.0, f"r{i}") for i in range(50)} == {4}
+    assert cli.main(["data", "movielens", "--task", "rating", "--history", "3", "--out", str(tmp_path / "d")]) == 0
+    capsys.readouterr()
+    records = tasks.read_split(str(tmp_path / "d"), "train", "rating")[:300]
+    catalogue = tasks.catalogue_records(str(tmp_path / "d"))
+    moved = 0
+    for record in records:
+        rule, estimate, _, _ = coldstart.rating_rule(record["metadata"], catalogue)
+        nearest = coldstart.rating_answer(record, catalogue)
+        stochastic = coldstart.rating_answer(record, catalogue, rounding="stochastic")
+        assert nearest.endswith(f"<rate>{rule}</rate>")
+        rated = int(stochastic.rsplit("<rate>", 1)[1].split("<")[0])
+        assert rated in (int(estimate), int(estimate) + 1) and stochastic.split("<rate>")[0] == nearest.split("<rate>")[0]
+        moved += rated != rule
+    assert 0.1 < moved / len(records) < 0.4   # P(moved) = distance of the estimate to its rounding (0.18 here)
+    with pytest.raises(ValueError, match="rounding is one of nearest, stochastic"):
+        coldstart.build(None, "rating", str(tmp_path / "d"), records, None, rounding="up")
 
 
 # --- A recipe that starts its own recr1d, then its evaluation -----------------------------------

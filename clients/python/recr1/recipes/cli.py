@@ -86,6 +86,10 @@ def add_commands(commands):
                            "or CISPO's clipped importance weight")
     loop.add_argument("--scaling", choices=("group", "batch", "none"),
                       help="GRPO: advantage scaling by the group's std, the batch's, or none (Dr. GRPO)")
+    loop.add_argument("--cold-start-rounding", choices=("nearest", "stochastic"),
+                      help="rating: the rule-written cold-start answer's rating is the estimate rounded to the "
+                           "nearest whole number (default), or rounded up with probability equal to its fraction, "
+                           "so that GRPO's samples still differ at the rating")
     loop.add_argument("--keep-flat-groups", action="store_true", default=None,
                       help="GRPO: also update on groups whose rewards are all equal (default: left out, as DAPO)")
     loop.add_argument("--no-stop", action="store_true",
@@ -197,7 +201,8 @@ def run_options(args):
     if recipe is None:
         raise UsageError(f"recipe: unknown '{args.recipe}' (known: {', '.join(RECIPES)})")
     options = dict(recipe.defaults)
-    for name in list(RUN_OPTIONS) + ["kl", "aggregation", "objective", "scaling", "keep_flat_groups"]:
+    for name in list(RUN_OPTIONS) + ["kl", "aggregation", "objective", "scaling", "keep_flat_groups",
+                                     "cold_start_rounding"]:
         value = getattr(args, name)
         if value is not None:
             if name not in options:

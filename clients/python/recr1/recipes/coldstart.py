@@ -30,7 +30,10 @@ query; for product search, the shopper's own words), so that `--cold-start-steps
 <think>/<answer> format before GRPO."""
 
 import collections
+import functools
 import json
+import math
+import random
 import statistics
 
 from recr1.recipes import tasks
@@ -70,12 +73,28 @@ def rating_rule(metadata, catalogue):
     return rating, estimate, shared_genres, sharing_mean
 
 
-def rating_answer(record, catalogue):
+ROUNDINGS = ("nearest", "stochastic")
+
+
+def stochastic_rating(estimate, key):
+    """The estimate rounded up with probability equal to its fraction (3.3 -> 4 three times in ten), by a
+    generator seeded with key so that the same record always gets the same rating. A cold start on these
+    answers keeps the two nearest ratings in play where a rounded rule leaves one: GRPO's samples then differ
+    at the rating, and the reward can say which side of the estimate this kind of user lands on."""
+    low = math.floor(estimate)
+    up = random.Random(key).random() < estimate - low
+    return int(min(5, max(1, low + up)))
+
+
+def rating_answer(record, catalogue, rounding="nearest"):
     """A rule-written RecZero answer for a rating record, short (about 60 tokens, well inside the 96 new tokens
     of training and evaluation): the two means as the prompt prints them, the item's genres, how the user rated
-    recent movies sharing one, then the rule's arithmetic written out and its rounding as the rating."""
+    recent movies sharing one, then the rule's arithmetic written out and its rounding (nearest or stochastic)
+    as the rating."""
     metadata = record["metadata"]
     rating, estimate, shared, sharing_mean = rating_rule(metadata, catalogue)
+    if rounding == "stochastic":
+        rating = stochastic_rating(estimate, str(record["id"]))
     target = catalogue.get(str(metadata.get("item")), {})
     genres = ", ".join((target.get("genres") or [])[:3]) or "unclassified"
     user_mean = float(metadata["user_mean"])
@@ -112,10 +131,14 @@ THRESHOLDS = {"rating": 1.5, "seqrec": 0.1, "search": 0.1}
 
 
 def build(client, task, data_dir, records, scorer, *, samples=2, temperature=1.0, top_p=1.0, max_new_tokens=96,
-          seed=0, threshold=None, stop_strings=(), progress=None, chunk=8):
-    """Cold-start samples for records: [{"id", "messages", "completion", "reward", "source"}], and counts."""
+          seed=0, threshold=None, stop_strings=(), progress=None, chunk=8, rounding="nearest"):
+    """Cold-start samples for records: [{"id", "messages", "completion", "reward", "source"}], and counts.
+    rounding: how the rating task's rule-written answers round the rule's estimate (ROUNDINGS)."""
     if task not in WRITERS:
         raise ValueError(f"cold start: no answer writer for task '{task}' (tasks: {', '.join(sorted(WRITERS))})")
+    if rounding not in ROUNDINGS:
+        raise ValueError(f"cold start: rounding is one of {', '.join(ROUNDINGS)}, got '{rounding}'")
+    writer = functools.partial(rating_answer, rounding=rounding) if task == "rating" else WRITERS[task]
     threshold = THRESHOLDS[task] if threshold is None else threshold
     catalogue = tasks.catalogue_records(data_dir)
     best = {}
@@ -141,7 +164,7 @@ def build(client, task, data_dir, records, scorer, *, samples=2, temperature=1.0
     out = []
     counts = collections.Counter()
     written = [r for r in records if r["id"] not in best]
-    answers = [WRITERS[task](r, catalogue) for r in written]
+    answers = [writer(r, catalogue) for r in written]
     rewards = list(scorer(tasks.reward_items(written, [[a] for a in answers]))) if written else []
     rule = {}
     for record, answer, result in zip(written, answers, rewards):

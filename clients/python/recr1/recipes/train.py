@@ -302,7 +302,8 @@ def run(recipe, options, stream=None):
             samples, counts = coldstart.build(
                 client, recipe.task, data_dir, pool, scorer, samples=options["cold_start_samples"],
                 temperature=options["temperature"], top_p=options["top_p"], max_new_tokens=options["max_new_tokens"],
-                seed=options["seed"], stop_strings=options["stop_strings"], progress=note)
+                seed=options["seed"], stop_strings=options["stop_strings"], progress=note,
+                rounding=options.get("cold_start_rounding", "nearest"))
             write_jsonl(out / "cold_start.jsonl", samples)
             summary["cold_start"] = {"prompts": len(pool), "samples": len(samples), "sources": counts,
                                      "file": str(out / "cold_start.jsonl")}
