@@ -1,18 +1,19 @@
 #!/usr/bin/env bash
-# The main job: set up, build, train SmolLM2-135M-Instruct on MovieLens-100K rating prediction with the
+# The main job: set up, build, train SmolLM2-135M-Instruct on MovieLens-1M rating prediction with the
 # RecZero reward (RecOne: an SFT cold start on rule-written answers, then GRPO) through recr1d, then
-# evaluate on held-out targets: the no-LLM baselines, the cold start and the trained policy, each with a 95%
+# evaluate on held-out users: the no-LLM baselines, the cold start and the trained policy, each with a 95%
 # interval, and the trained policy's paired difference against every other system.
-# The recone recipe's settings (docs/results.md, recone-h) with a shorter cold start and RL phase, so that it
-# fits in about 18 minutes once built on the 2-core EPYC here: ~12.5 of training, ~5 of evaluation on 256 targets.
-# Every step prints its progress.
+# The recone recipe on ML-1M (2 targets a user, 3 rated movies of history), shortened to fit about 25 minutes
+# once built on the 2-core machines here (docs/results.md has the runs it comes from). Every step prints its
+# progress.
 #
 #   DEMO_RECIPE   recone (default) or reczero (pure RL: SmolLM2 never writes the format unaided, so it learns nothing)
-#   DEMO_STEPS    GRPO steps (default 6: recone-h's best validation point)
-#   DEMO_COLD_START_STEPS  SFT steps of the cold start (default 24: its loss is flat from about step 13)
-#   DEMO_USERS    held-out targets to evaluate (default 256: the first 64 test users x 4; 0 = all 384)
+#   DEMO_DATASET  ml-1m (default) or ml-100k
+#   DEMO_STEPS    GRPO steps (default 6, of 16 users x 4 samples)
+#   DEMO_COLD_START_STEPS  SFT steps of the cold start (default 24)
+#   DEMO_USERS    held-out targets to evaluate (default 300: the first 150 test users x 2; 0 = all)
 #   DEMO_SYSTEMS  systems to evaluate (default baseline,trained: the cold start comes with it; add base for
-#                 the base model, ~4 more minutes here)
+#                 the base model)
 #   DEMO_OUT      the run's folder (default runs/demo-<time>)
 #   DEMO_BLAS_THREADS  recr1d's BLAS threads (default: one per core)
 #   RECR1D        a built recr1d: skips the build
@@ -20,9 +21,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 RECIPE=${DEMO_RECIPE:-recone}
+DATASET=${DEMO_DATASET:-ml-1m}
 STEPS=${DEMO_STEPS:-6}
 COLD_START_STEPS=${DEMO_COLD_START_STEPS:-24}
-USERS=${DEMO_USERS:-256}
+ROUNDING=${DEMO_ROUNDING:-nearest}
+USERS=${DEMO_USERS:-300}
 SYSTEMS=${DEMO_SYSTEMS:-baseline,trained}
 OUT=${DEMO_OUT:-runs/demo-$(date +%Y%m%d-%H%M%S)}
 threads=()
@@ -43,10 +46,11 @@ fi
 export RECR1D
 
 cold_start=()
-[ "$RECIPE" = recone ] && cold_start=(--cold-start-steps "$COLD_START_STEPS" --cold-start-prompts $((COLD_START_STEPS * 10)))
-phase "train: recr1 run $RECIPE --out $OUT/$RECIPE --steps $STEPS ${cold_start[*]} (one line per step on stderr)"
-"$PYTHON" -m recr1 run "$RECIPE" --out "$OUT/$RECIPE" --steps "$STEPS" "${cold_start[@]}" --eval-every "$STEPS" \
-    --eval-users 32 "${threads[@]}"
+[ "$RECIPE" = recone ] && cold_start=(--cold-start-steps "$COLD_START_STEPS" --cold-start-prompts $((COLD_START_STEPS * 10))
+                                     --cold-start-rounding "$ROUNDING")
+phase "train: recr1 run $RECIPE --out $OUT/$RECIPE --dataset $DATASET --steps $STEPS ${cold_start[*]} (one line per step on stderr)"
+"$PYTHON" -m recr1 run "$RECIPE" --out "$OUT/$RECIPE" --dataset "$DATASET" --targets-per-user 2 --steps "$STEPS" \
+    --prompts-per-step 16 --group-size 4 "${cold_start[@]}" --eval-every "$STEPS" --eval-users 32 "${threads[@]}"
 
 phase "evaluate: recr1 eval --run $OUT/$RECIPE --users $USERS --systems $SYSTEMS (with 95% intervals)"
 "$PYTHON" -m recr1 eval --run "$OUT/$RECIPE" --users "$USERS" --systems "$SYSTEMS" --batch 16 "${threads[@]}"
