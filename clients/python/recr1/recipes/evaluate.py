@@ -121,7 +121,8 @@ def evaluate(options, stream=None):
     judge = tasks.Judge(task, data_dir, records)
     wanted = options["systems"]
     systems = []
-    note(f"{len(records)} held-out users of {data_dir} (task {task}); systems: {', '.join(wanted)}")
+    held_out = f"{len(records)} held-out targets of {len({stats.user_of(r['id']) for r in records})} users"
+    note(f"{held_out} of {data_dir} (task {task}); systems: {', '.join(wanted)}")
 
     if "baseline" in wanted:
         for name, kind in judge.baselines():
@@ -216,7 +217,7 @@ def evaluate(options, stream=None):
     with open(out / "eval.json", "w", encoding="utf-8") as f:
         json.dump(result, f, indent=2)
         f.write("\n")
-    title = options.get("title") or f"{task}: {len(records)} held-out users"
+    title = options.get("title") or f"{task}: {held_out}"
     plots.evaluation_bars(systems, tasks.main_metrics(task), str(out / "eval.png"), title, comparisons=comparisons)
     result["table"] = format_table(task, systems) + "\n\n" + stats.format_comparisons(comparisons, label)
     note(f"wrote {out / 'eval.json'} and {out / 'eval.png'}")
