@@ -93,7 +93,11 @@ def test_bare_strings_and_bad_shapes_are_refused_by_name(silent_server, call, ar
 
 def test_ctrl_c_interrupts_a_call_that_waits_for_ever(silent_server):
     address, _ = silent_server
+    # A job a shell starts in the background (nohup ... &, as CI runners may) inherits SIGINT ignored, and
+    # Python then never raises KeyboardInterrupt; the child takes Python's own handler, as at a terminal.
     child = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import signal
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         import recr1
         client = recr1.PolicyClient({address!r}, timeout=None)
         print("calling", flush=True)
