@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job: set up, build, train SmolLM2-135M-Instruct on MovieLens-1M rating prediction with the
 # RecZero reward (RecOne: an SFT cold start on rule-written answers, then GRPO) through recr1d, then
-# evaluate on held-out users: the no-LLM baselines, the cold start and the trained policy, each with a 95%
+# evaluate on held-out targets: the no-LLM baselines, the cold start and the trained policy, each with a 95%
 # interval, and the trained policy's paired difference against every other system.
 # The recone recipe on ML-1M (2 targets a user, 3 rated movies of history), shortened to fit about 25 minutes
 # once built on the 2-core machines here (docs/results.md has the runs it comes from). Every step prints its

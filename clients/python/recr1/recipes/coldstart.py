@@ -88,9 +88,9 @@ def stochastic_rating(estimate, key):
 
 def rating_answer(record, catalogue, rounding="nearest"):
     """A rule-written RecZero answer for a rating record, 86-100 tokens (measured on 432 ML-1M answers; a tenth
-    reach the recipes' 96 new tokens and lose the format there): the two means as the prompt prints them, the item's genres, how the user rated
-    recent movies sharing one, then the rule's arithmetic written out and its rounding (nearest or stochastic)
-    as the rating."""
+    reach the recipes' 96 new tokens and lose the format there): the two means as the prompt prints them, the
+    item's genres, how the user rated recent movies sharing one, then the rule's arithmetic written out and its
+    rounding (nearest or stochastic) as the rating."""
     metadata = record["metadata"]
     rating, estimate, shared, sharing_mean = rating_rule(metadata, catalogue)
     if rounding == "stochastic":
