@@ -105,11 +105,13 @@ public final class Daemon {
     public var jobs: JobManager? { service.jobs }
 
     public func start() throws {
+        // Interrupted jobs are registered before the sockets open, so the first JobStatus a client sends
+        // after a restart already finds them (it answered NOT_FOUND in the gap before).
+        service.jobs?.resumeInterruptedJobs()
         try server.start(addresses: addresses, workers: config.workers, maxFrameBytes: config.transportMaxBytes,
                          tlsCertKeyFile: config.tlsCertKeyFile,
                          handler: dispatcher.handle(frame:))
         logger.info("recr1d \(RecR1Version.current) serving with \(config.workers) workers")
-        service.jobs?.resumeInterruptedJobs()
     }
 
     /// Stops accepting, answers the requests in flight, closes the sockets.
