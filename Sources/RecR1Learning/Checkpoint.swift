@@ -8,6 +8,8 @@ import RecR1Model
 ///     adapter_model.safetensors      LoRA: the adapters (PEFT's names and shapes)
 ///     model.safetensors              full fine-tuning: every weight (Hugging Face names)
 ///     optimizer.safetensors          AdamW moments m.<i>, v.<i> per trainable tensor, in visiting order
+///     reference/                     the reference policy when it is anchored, not the base
+///                                    (`Trainer.anchorReference`): adapter_model.safetensors or model.safetensors
 ///
 /// written into a temporary directory, fsynced, and renamed into place (`DurableFile.replaceDirectory`).
 /// Loading reads and checks everything before it changes anything: with the same settings, training
@@ -28,6 +30,8 @@ public enum Checkpoint {
         public var vocabSize: Int
         public var tensors: Int
         public var savedAt: String
+        /// "anchored" when reference/ holds the reference policy; absent (older checkpoints) or "base".
+        public var reference: String?
     }
 
     public struct LoadError: Error, CustomStringConvertible {
@@ -52,7 +56,8 @@ public enum Checkpoint {
                           policyVersion: String(policyVersion), seeder: seeder.map { String($0) },
                           schedule: "\(trainer.settings.schedule)", architecture: c.architecture.rawValue, layers: c.layers,
                           hiddenSize: c.dim, vocabSize: c.vocabSize, tensors: trainer.optimizer.moments.count,
-                          savedAt: ISO8601DateFormatter().string(from: Date()))
+                          savedAt: ISO8601DateFormatter().string(from: Date()),
+                          reference: trainer.referenceIsBase ? "base" : "anchored")
         var bytes = 0
         try DurableFile.replaceDirectory(path) { directory in
             if let adapters = trainer.decoder.adapters {
@@ -62,6 +67,14 @@ public enum Checkpoint {
                                             metadata: ["format": "pt"], to: directory + "/model.safetensors")
             }
             try SafetensorsWriter.write(moments, to: directory + "/optimizer.safetensors")
+            if let reference = trainer.referenceAdapters {
+                try FileManager.default.createDirectory(atPath: directory + "/reference", withIntermediateDirectories: false)
+                try SafetensorsWriter.write(adapterTensors(reference), to: directory + "/reference/adapter_model.safetensors")
+            } else if let reference = trainer.referenceDecoder {
+                try FileManager.default.createDirectory(atPath: directory + "/reference", withIntermediateDirectories: false)
+                try SafetensorsWriter.write(reference.weights.huggingFaceTensors(config: c), metadata: ["format": "pt"],
+                                            to: directory + "/reference/model.safetensors")
+            }
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
             try DurableFile.write(try encoder.encode(state), to: directory + "/trainer.json")
@@ -133,41 +146,57 @@ public enum Checkpoint {
                 throw LoadError("\(path)/optimizer.safetensors: \(error)")
             }
         }
+        let anchored = state.reference == "anchored"
         var sizes: [Int] = []
         if let adapters = trainer.decoder.adapters {
-            let file: SafetensorsFile
-            do {
-                file = try SafetensorsFile(path: directory + "/adapter_model.safetensors")
-            } catch {
-                throw LoadError("\(path): \(error)")
-            }
-            var values: [(LoRAPair, WritableKeyPath<LoRAPair, [Float]>, [Float])] = []
-            try adapters.forEachTensor { name, pair, matrix in
-                guard let info = file.tensors[name] else { throw LoadError("\(path)/adapter_model.safetensors: missing tensor '\(name)'") }
-                guard info.count == pair[keyPath: matrix].count else {
-                    throw LoadError("\(path)/adapter_model.safetensors: '\(name)' has shape \(info.shape)")
-                }
-                values.append((pair, matrix, try file.floats(name)))
-                sizes.append(info.count)
-            }
+            let values = try readAdapters("adapter_model.safetensors", in: directory, like: adapters, path: path)
+            let reference = anchored ? LoRAAdapters(zerosLike: adapters) : nil
+            let referenceValues = try reference.map { try readAdapters("reference/adapter_model.safetensors", in: directory, like: $0, path: path) }
+            sizes = values.map { $0.2.count }
             try checkMoments(moments, sizes: sizes, path: path, step: state.step)
-            for (pair, matrix, tensor) in values {
+            for (pair, matrix, tensor) in values + (referenceValues ?? []) {
                 var target = pair
                 target[keyPath: matrix] = tensor
             }
+            trainer.restoreReference(adapters: reference, weights: nil)
         } else {
             let weights: ModelWeights
+            var reference: ModelWeights?
             do {
                 weights = try ModelWeights(safetensors: try SafetensorsSet(directory: directory), config: c)
+                if anchored {
+                    reference = try ModelWeights(safetensors: try SafetensorsSet(directory: directory + "/reference"), config: c)
+                }
             } catch {
                 throw LoadError("\(path): \(error)")
             }
             sizes = weights.parameterSizes
             try checkMoments(moments, sizes: sizes, path: path, step: state.step)
             trainer.decoder.updateWeights { $0 = weights }
+            trainer.restoreReference(adapters: nil, weights: reference)
         }
         trainer.optimizer.restore(step: state.step, moments: moments)
         return state
+    }
+
+    /// Every tensor of the file `name` that `adapters` has, checked against its shape, paired with where it goes.
+    private static func readAdapters(_ name: String, in directory: String, like adapters: LoRAAdapters, path: String) throws
+        -> [(LoRAPair, WritableKeyPath<LoRAPair, [Float]>, [Float])] {
+        let tensors: SafetensorsFile
+        do {
+            tensors = try SafetensorsFile(path: directory + "/" + name)
+        } catch {
+            throw LoadError("\(path): \(error)")
+        }
+        var values: [(LoRAPair, WritableKeyPath<LoRAPair, [Float]>, [Float])] = []
+        try adapters.forEachTensor { tensor, pair, matrix in
+            guard let info = tensors.tensors[tensor] else { throw LoadError("\(path)/\(name): missing tensor '\(tensor)'") }
+            guard info.count == pair[keyPath: matrix].count else {
+                throw LoadError("\(path)/\(name): '\(tensor)' has shape \(info.shape)")
+            }
+            values.append((pair, matrix, try tensors.floats(tensor)))
+        }
+        return values
     }
 
     private static func checkMoments(_ moments: [AdamWMoments], sizes: [Int], path: String, step: Int) throws {

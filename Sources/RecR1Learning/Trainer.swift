@@ -95,8 +95,9 @@ func microBatches(_ batch: TrainingBatch, groups: [PrefixGroup], maxTokens: Int)
 
 /// Trains a decoder: runs the batch through the engine in micro-batches, asks the loss for its
 /// derivatives, accumulates gradients (across micro-batches and across `accumulate` calls), and steps
-/// the optimiser. The reference policy is the base with adapters off (LoRA) or a frozen copy taken at
-/// the start (full fine-tuning).
+/// the optimiser. The reference policy is the base — with adapters off (LoRA), or a frozen copy taken at
+/// the start (full fine-tuning) — until `anchorReference` makes it a copy of the policy as it is then (RL
+/// after an SFT cold start keeps its KL to the cold start, not to the base).
 public final class Trainer {
     public struct Report {
         public var applied: Bool
@@ -115,7 +116,12 @@ public final class Trainer {
     public let settings: TrainerSettings
     public let optimizer: AdamWOptimizer
     private let pass: TrainingPass
+    /// Full fine-tuning: the base's weights, shared with the policy's until its first step writes.
     private let frozenReference: Decoder?
+    /// The anchored reference (`anchorReference`): LoRA, a copy of the adapters; full, of the weights.
+    /// Both nil: the reference is the base.
+    public private(set) var referenceAdapters: LoRAAdapters?
+    public private(set) var referenceDecoder: Decoder?
     private var fullGradients: ModelGradients?
     private var adapterGradients: LoRAAdapters?
     private var pendingSequences = 0
@@ -148,10 +154,36 @@ public final class Trainer {
     /// Gradient accumulation in progress (sequences whose gradients wait for a step).
     public var pendingAccumulation: Int { pendingSequences }
 
-    /// The reference policy's decoder, for generation or scoring: the same decoder (adapters off) under
-    /// LoRA, the frozen copy under full fine-tuning.
+    /// Whether the reference policy is the base model (not anchored to a later policy).
+    public var referenceIsBase: Bool { referenceAdapters == nil && referenceDecoder == nil }
+
+    /// Makes the reference policy a copy of the policy as it is now (e.g. the cold start that RL starts from).
+    public func anchorReference() {
+        if let adapters = decoder.adapters {
+            referenceAdapters = LoRAAdapters(copying: adapters)
+        } else {
+            referenceDecoder = Decoder(config: decoder.config, weights: decoder.weights)
+        }
+    }
+
+    /// Sets the reference from a checkpoint: the adapters (LoRA) or weights (full) it anchored, or nil
+    /// for the base.
+    public func restoreReference(adapters: LoRAAdapters?, weights: ModelWeights?) {
+        referenceAdapters = adapters
+        referenceDecoder = weights.map { Decoder(config: decoder.config, weights: $0) }
+    }
+
+    /// The reference policy's decoder, for generation or scoring: under LoRA the same decoder with adapters
+    /// off (the base) or with the anchored adapters swapped in; under full fine-tuning a frozen copy.
     public func withReference<T>(_ body: (Decoder) -> T) -> T {
+        if let referenceDecoder { return body(referenceDecoder) }
         if let frozenReference { return body(frozenReference) }
+        if let referenceAdapters {
+            let live = decoder.adapters
+            decoder.adapters = referenceAdapters
+            defer { decoder.adapters = live }
+            return body(decoder)
+        }
         decoder.adaptersEnabled = false
         defer { decoder.adaptersEnabled = true }
         return body(decoder)
@@ -160,7 +192,7 @@ public final class Trainer {
     /// Log-probs of the batch's scored tokens under the reference policy.
     public func referenceLogprobs(_ batch: TrainingBatch) -> [[Float]] {
         withReference { reference in
-            Self.logprobs(batch, pass: frozenReference == nil ? pass : TrainingPass(decoder: reference),
+            Self.logprobs(batch, pass: reference === decoder ? pass : TrainingPass(decoder: reference),
                           settings: settings)
         }
     }

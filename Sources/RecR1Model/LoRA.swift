@@ -112,6 +112,14 @@ public final class LoRAAdapters {
         }
     }
 
+    /// A copy of `other` that later steps on `other` do not change (a reference policy's adapters).
+    public init(copying other: LoRAAdapters) {
+        settings = other.settings
+        layers = other.layers.map { layer in
+            layer.mapValues { LoRAPair(a: $0.a, b: $0.b, inDim: $0.inDim, outDim: $0.outDim) }
+        }
+    }
+
     /// Every tensor in a fixed order (layer, target, A then B), with its name in PEFT's layout.
     public func forEachTensor(_ body: (String, LoRAPair, WritableKeyPath<LoRAPair, [Float]>) throws -> Void) rethrows {
         for (l, layer) in layers.enumerated() {

@@ -90,15 +90,16 @@ public final class Policy {
         }
     }
 
-    /// Loads a checkpoint into the trainer and restores the policy version and the seed stream. Nothing
-    /// changes when it fails.
-    public func loadCheckpoint(from path: String) throws -> (step: Int, version: UInt64) {
+    /// Loads a checkpoint into the trainer and restores the policy version and the seed stream; with
+    /// `asReference` the loaded policy becomes the reference too. Nothing changes when it fails.
+    public func loadCheckpoint(from path: String, asReference: Bool = false) throws -> (step: Int, version: UInt64, referenceIsBase: Bool) {
         try lock.withLock {
             guard let trainer else { preconditionFailure("enableTraining first") }
             let state = try Checkpoint.load(from: path, into: trainer)
             currentVersion = UInt64(state.policyVersion)!
             seeder.state = state.seeder.map { UInt64($0)! }
-            return (state.step, currentVersion)
+            if asReference { trainer.anchorReference() }
+            return (state.step, currentVersion, trainer.referenceIsBase)
         }
     }
 
@@ -144,8 +145,8 @@ public final class Policy {
         try exclusive { (Scorer.score(decoder, items: items), currentVersion) }
     }
 
-    /// Log-probs under the policy and, when asked, under the reference (the base with adapters off, or
-    /// the frozen copy; without training the reference is the policy itself).
+    /// Log-probs under the policy and, when asked, under the reference (the base, or the policy a
+    /// checkpoint anchored; without training the reference is the policy itself).
     public func score(_ items: [(prompt: [Int32], completion: [Int32])], policy withPolicy: Bool, reference withReference: Bool,
                       deadline: Date? = nil) throws -> (policy: [[Float]], reference: [[Float]], version: UInt64) {
         try exclusive(deadline: deadline) {

@@ -43,9 +43,9 @@ struct CheckpointHandlers {
         if !FileManager.default.fileExists(atPath: path) && !FileManager.default.fileExists(atPath: path + ".previous") {
             throw RPCError.notFound("path", "no checkpoint at \(path)")
         }
-        let loaded: (step: Int, version: UInt64)
+        let loaded: (step: Int, version: UInt64, referenceIsBase: Bool)
         do {
-            loaded = try policy.loadCheckpoint(from: path)
+            loaded = try policy.loadCheckpoint(from: path, asReference: request.asReference)
         } catch {
             throw RPCError(.failedPrecondition, field: "path", "cannot load \(path): \(error)")
         }
@@ -53,6 +53,7 @@ struct CheckpointHandlers {
         reply.path = path
         reply.step = UInt64(loaded.step)
         reply.policyVersion = loaded.version
+        reply.referenceIsBase = loaded.referenceIsBase
         return reply
     }
 

@@ -105,4 +105,49 @@ final class ExportTests: EngineTestCase {
             XCTAssertEqual(c.optimizer.step, 0)
         }
     }
+
+    /// An anchored reference is the policy as it was when anchored, survives a checkpoint, and a checkpoint
+    /// saved with the base as reference puts the base back.
+    func testAnAnchoredReferenceIsThePolicyAtTheAnchorAndSurvivesACheckpoint() throws {
+        for lora in [LoRASettings(rank: 4, alpha: 8), nil] {
+            let mode = lora == nil ? "full" : "lora"
+            var settings = TrainerSettings()
+            settings.lora = lora
+            settings.schedule = .constant(0.02)
+            let batch = TrainingBatch(prompts: [[4, 9], [8]], completions: [[12, 30, 2], [8, 40, 3, 11]])
+            func step(_ trainer: Trainer) {
+                XCTAssertTrue(trainer.sft(prompts: [[4, 9], [8]], completions: [[12, 30, 2], [8, 40, 3, 11]]).applied)
+            }
+            let a = Trainer(decoder: DecoderTests.randomModel(seed: 31, qkvBias: true, tied: false), settings: settings)
+            let base = a.referenceLogprobs(batch)
+            step(a); step(a)
+            let basePath = temporaryDirectory() + "/base-reference"
+            try Checkpoint.save(a, policyVersion: 2, seeder: [1, 2, 3, 4], to: basePath)
+            XCTAssertTrue(a.referenceIsBase)
+            XCTAssertEqual(a.referenceLogprobs(batch), base, "\(mode): before anchoring the reference is the base")
+
+            a.anchorReference()
+            let anchored = a.policyLogprobs(batch)
+            XCTAssertFalse(a.referenceIsBase)
+            XCTAssertEqual(a.referenceLogprobs(batch), anchored, "\(mode): the reference is the policy at the anchor")
+            XCTAssertGreaterThan(maxAbsDifference(anchored.flatMap { $0 }, base.flatMap { $0 }), 1e-3)
+            step(a)
+            XCTAssertGreaterThan(maxAbsDifference(a.policyLogprobs(batch).flatMap { $0 }, anchored.flatMap { $0 }), 1e-4,
+                                 "\(mode): the policy moves on")
+            XCTAssertEqual(a.referenceLogprobs(batch), anchored, "\(mode): the reference stays at the anchor")
+            let anchoredPath = temporaryDirectory() + "/anchored-reference"
+            try Checkpoint.save(a, policyVersion: 3, seeder: [1, 2, 3, 4], to: anchoredPath)
+            XCTAssertTrue(FileManager.default.fileExists(
+                atPath: anchoredPath + (lora == nil ? "/reference/model.safetensors" : "/reference/adapter_model.safetensors")))
+
+            let b = Trainer(decoder: DecoderTests.randomModel(seed: 31, qkvBias: true, tied: false), settings: settings)
+            let state = try Checkpoint.load(from: anchoredPath, into: b)
+            XCTAssertEqual(state.reference, "anchored")
+            XCTAssertEqual(b.referenceLogprobs(batch), anchored, "\(mode): the checkpoint brings its reference back")
+            XCTAssertEqual(b.policyLogprobs(batch), a.policyLogprobs(batch))
+            _ = try Checkpoint.load(from: basePath, into: b)
+            XCTAssertTrue(b.referenceIsBase)
+            XCTAssertEqual(b.referenceLogprobs(batch), base, "\(mode): a checkpoint with the base as reference restores it")
+        }
+    }
 }

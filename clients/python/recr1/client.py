@@ -161,8 +161,9 @@ class PolicyClient:
         return self.call("SaveCheckpoint", policy_pb2.SaveCheckpointRequest(path=path),
                          policy_pb2.SaveCheckpointReply)
 
-    def load_checkpoint(self, path):
-        return self.call("LoadCheckpoint", policy_pb2.LoadCheckpointRequest(path=path),
+    def load_checkpoint(self, path, *, as_reference=False):
+        """as_reference: the loaded policy also becomes the reference (the KL anchor), e.g. a cold start."""
+        return self.call("LoadCheckpoint", policy_pb2.LoadCheckpointRequest(path=path, as_reference=as_reference),
                          policy_pb2.LoadCheckpointReply)
 
     def export(self, directory, *, format="merged"):

@@ -180,7 +180,7 @@ def test_recone_starts_recr1d_cold_starts_trains_and_evaluates(tmp_path, capsys,
     out = tmp_path / "recone"
     argv = ["run", "recone", "--out", str(out), *TINY, "--steps", "1", "--group-size", "2", "--cold-start-steps", "1",
             "--cold-start-prompts", "3", "--cold-start-samples", "1", "--cold-start-batch", "2", "--keep-flat-groups",
-            "--beta", "0", "--lora-rank", "8", "--eval-every", "1", "--eval-users", "2", "--targets-per-user", "2",
+            "--beta", "0.1", "--lora-rank", "8", "--eval-every", "1", "--eval-users", "2", "--targets-per-user", "2",
             *blas_args()]
     code, stdout, err = run_cli(argv, capsys)
     assert code == 0, err
@@ -209,7 +209,9 @@ def test_recone_starts_recr1d_cold_starts_trains_and_evaluates(tmp_path, capsys,
     assert sft["loss"] > 0 and sft["applied"] and sft["policy_version"] == 1
     assert grpo["applied"] and grpo["policy_version"] == 2 and grpo["groups_used"] == 1
     assert -2 <= grpo["reward_min"] <= grpo["reward_mean"] <= grpo["reward_max"] <= 2
-    assert grpo["kl"] >= 0 and grpo["completion_tokens_mean"] <= 8
+    assert grpo["completion_tokens_mean"] <= 8
+    # The GRPO step's KL is to the cold start (--reference start), where its rollouts came from: none yet.
+    assert "the cold start is the KL term's reference" in err and grpo["kl"] == pytest.approx(0, abs=1e-6)
     assert (out / "data" / "test.jsonl").is_file() and summary["data"] == str(out / "data")
 
     # Validation on 2 held-out prompts where the RL starts (after the cold start) and after the GRPO step.

@@ -246,6 +246,37 @@ def test_checkpoint_resume_is_bit_identical(tmp_path, mode):
         second.stop()
 
 
+def test_a_checkpoint_loaded_as_reference_anchors_the_kl_and_a_later_checkpoint_keeps_it(tmp_path, policy):
+    train_steps(policy, 2)   # a cold start, say
+    cold = policy.save_checkpoint("cold-start")
+    _, trained, base = logprobs(policy)
+    assert trained != base, "two steps moved the policy away from the base"
+    loaded = policy.load_checkpoint(cold.path)
+    assert loaded.reference_is_base and logprobs(policy)[2] == base, "loaded plainly, the reference stays the base"
+
+    loaded = policy.load_checkpoint(cold.path, as_reference=True)
+    assert not loaded.reference_is_base and loaded.policy_version == 2
+    _, now, reference = logprobs(policy)
+    assert now == trained and reference == trained, "the reference is the loaded policy"
+    grpo = policy.generate([FRUIT], n=4, max_new_tokens=8, seed=3).results[0].completions
+    reply = policy.update(grpo=recr1.grpo_batch([list(zip([s.rollout_id for s in grpo], [1.0, 0.0, 0.5, 0.0]))],
+                                                beta=0.1), learning_rate=1e-3)
+    assert reply.applied and reply.metrics.kl == pytest.approx(0.0, abs=1e-6), "no KL to the anchor at the anchor"
+    _, moved, reference = logprobs(policy)
+    assert moved != trained and reference == trained, "the policy moves, the reference stays"
+
+    # A checkpoint carries its anchored reference to a daemon started afresh.
+    later = policy.save_checkpoint("later")
+    assert (tmp_path / "d" / "state" / "later" / "reference" / "adapter_model.safetensors").exists()
+    daemon, other = start(tmp_path, "other")
+    try:
+        assert not other.load_checkpoint(later.path).reference_is_base
+        assert logprobs(other)[1:] == (moved, trained)
+    finally:
+        other.close()
+        daemon.stop()
+
+
 def test_checkpoint_errors_change_nothing(tmp_path, policy):
     train_steps(policy, 1)
     before = logprobs(policy)

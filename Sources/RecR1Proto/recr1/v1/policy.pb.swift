@@ -1510,6 +1510,11 @@ public nonisolated struct Recr1_V1_LoadCheckpointRequest: Sendable {
 
   public var path: String = String()
 
+  /// The loaded policy also becomes the reference policy (the KL term's anchor, Score's reference_logprobs),
+  /// e.g. an SFT cold start before RL. Without it the reference is what the checkpoint saved: the base
+  /// model, or the policy an earlier as_reference anchored.
+  public var asReference: Bool = false
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1525,6 +1530,9 @@ public nonisolated struct Recr1_V1_LoadCheckpointReply: Sendable {
   public var step: UInt64 = 0
 
   public var policyVersion: UInt64 = 0
+
+  /// false: the reference is an anchored policy, not the base model
+  public var referenceIsBase: Bool = false
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -3615,7 +3623,7 @@ nonisolated extension Recr1_V1_SaveCheckpointReply: SwiftProtobuf.Message, Swift
 
 nonisolated extension Recr1_V1_LoadCheckpointRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".LoadCheckpointRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}path\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}path\0\u{3}as_reference\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -3624,6 +3632,7 @@ nonisolated extension Recr1_V1_LoadCheckpointRequest: SwiftProtobuf.Message, Swi
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularStringField(value: &self.path) }()
+      case 2: try { try decoder.decodeSingularBoolField(value: &self.asReference) }()
       default: break
       }
     }
@@ -3633,11 +3642,15 @@ nonisolated extension Recr1_V1_LoadCheckpointRequest: SwiftProtobuf.Message, Swi
     if !self.path.isEmpty {
       try visitor.visitSingularStringField(value: self.path, fieldNumber: 1)
     }
+    if self.asReference != false {
+      try visitor.visitSingularBoolField(value: self.asReference, fieldNumber: 2)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Recr1_V1_LoadCheckpointRequest, rhs: Recr1_V1_LoadCheckpointRequest) -> Bool {
     if lhs.path != rhs.path {return false}
+    if lhs.asReference != rhs.asReference {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -3645,7 +3658,7 @@ nonisolated extension Recr1_V1_LoadCheckpointRequest: SwiftProtobuf.Message, Swi
 
 nonisolated extension Recr1_V1_LoadCheckpointReply: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".LoadCheckpointReply"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}path\0\u{1}step\0\u{3}policy_version\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}path\0\u{1}step\0\u{3}policy_version\0\u{3}reference_is_base\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -3656,6 +3669,7 @@ nonisolated extension Recr1_V1_LoadCheckpointReply: SwiftProtobuf.Message, Swift
       case 1: try { try decoder.decodeSingularStringField(value: &self.path) }()
       case 2: try { try decoder.decodeSingularUInt64Field(value: &self.step) }()
       case 3: try { try decoder.decodeSingularUInt64Field(value: &self.policyVersion) }()
+      case 4: try { try decoder.decodeSingularBoolField(value: &self.referenceIsBase) }()
       default: break
       }
     }
@@ -3671,6 +3685,9 @@ nonisolated extension Recr1_V1_LoadCheckpointReply: SwiftProtobuf.Message, Swift
     if self.policyVersion != 0 {
       try visitor.visitSingularUInt64Field(value: self.policyVersion, fieldNumber: 3)
     }
+    if self.referenceIsBase != false {
+      try visitor.visitSingularBoolField(value: self.referenceIsBase, fieldNumber: 4)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -3678,6 +3695,7 @@ nonisolated extension Recr1_V1_LoadCheckpointReply: SwiftProtobuf.Message, Swift
     if lhs.path != rhs.path {return false}
     if lhs.step != rhs.step {return false}
     if lhs.policyVersion != rhs.policyVersion {return false}
+    if lhs.referenceIsBase != rhs.referenceIsBase {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -34,7 +34,7 @@ GRPO_DEFAULTS = {
     "checkpoint_every": 4, "keep_flat_groups": False, "cold_start_steps": 0, "cold_start_prompts": 32,
     "cold_start_samples": 2, "cold_start_batch": 4, "cold_start_learning_rate": 1e-3,
     "aggregation": "token_mean", "objective": "grpo", "scaling": "group", "entropy_coefficient": 0.0, "targets_per_user": 1,
-    "eval_every": 0, "eval_users": 64,
+    "eval_every": 0, "eval_users": 64, "reference": "start",
 }
 
 REC_R1_PAPER = {

@@ -90,6 +90,9 @@ def add_commands(commands):
                       help="rating: the rule-written cold-start answer's rating is the estimate rounded to the "
                            "nearest whole number (default), or rounded up with probability equal to its fraction, "
                            "so that GRPO's samples still differ at the rating")
+    loop.add_argument("--reference", choices=("start", "base"),
+                      help="the KL term's reference policy: where the RL starts (the cold start, or --from-checkpoint; "
+                           "the default) or the base model")
     loop.add_argument("--keep-flat-groups", action="store_true", default=None,
                       help="GRPO: also update on groups whose rewards are all equal (default: left out, as DAPO)")
     loop.add_argument("--no-stop", action="store_true",
@@ -202,7 +205,7 @@ def run_options(args):
         raise UsageError(f"recipe: unknown '{args.recipe}' (known: {', '.join(RECIPES)})")
     options = dict(recipe.defaults)
     for name in list(RUN_OPTIONS) + ["kl", "aggregation", "objective", "scaling", "keep_flat_groups",
-                                     "cold_start_rounding"]:
+                                     "cold_start_rounding", "reference"]:
         value = getattr(args, name)
         if value is not None:
             if name not in options:

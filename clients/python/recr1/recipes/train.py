@@ -294,9 +294,11 @@ def run(recipe, options, stream=None):
     step = 0
     try:
         if options.get("from_checkpoint"):
-            loaded = client.load_checkpoint(options["from_checkpoint"])   # steps count on from 0 in this run
+            # steps count on from 0 in this run
+            loaded = client.load_checkpoint(options["from_checkpoint"], as_reference=options.get("reference") == "start")
             summary["cold_start"] = {"checkpoint": options["from_checkpoint"], "loaded": True}
-            note(f"starting from {options['from_checkpoint']} (step {loaded.step}, policy version {loaded.policy_version})")
+            note(f"starting from {options['from_checkpoint']} (step {loaded.step}, policy version {loaded.policy_version})"
+                 + ("" if loaded.reference_is_base else "; it is the KL term's reference too"))
         if options["cold_start_steps"]:
             pool = Sampler(train, options["seed"] + 1).take(min(options["cold_start_prompts"], len(train)))
             samples, counts = coldstart.build(
@@ -321,6 +323,9 @@ def run(recipe, options, stream=None):
                 progress.step(record)
         if options["cold_start_steps"]:   # the policy the RL starts from, for the evaluation to compare with
             summary["cold_start"]["checkpoint"] = client.save_checkpoint(str(checkpoints / "cold-start")).path
+            if options.get("reference") == "start":   # RL keeps its KL to the cold start, not to the base
+                client.load_checkpoint(summary["cold_start"]["checkpoint"], as_reference=True)
+                note("the cold start is the KL term's reference")
         validation = None
         if options.get("eval_every"):
             validation = Validation(recipe, data_dir, options, note)

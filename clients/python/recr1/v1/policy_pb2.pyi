@@ -320,20 +320,24 @@ class Limits(_message.Message):
     def __init__(self, max_message_bytes: _Optional[int] = ..., max_prompts_per_request: _Optional[int] = ..., max_samples_per_prompt: _Optional[int] = ..., max_new_tokens: _Optional[int] = ..., max_sequence_tokens: _Optional[int] = ..., max_items_per_update: _Optional[int] = ...) -> None: ...
 
 class LoadCheckpointReply(_message.Message):
-    __slots__ = ["path", "policy_version", "step"]
+    __slots__ = ["path", "policy_version", "reference_is_base", "step"]
     PATH_FIELD_NUMBER: _ClassVar[int]
     POLICY_VERSION_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_IS_BASE_FIELD_NUMBER: _ClassVar[int]
     STEP_FIELD_NUMBER: _ClassVar[int]
     path: str
     policy_version: int
+    reference_is_base: bool
     step: int
-    def __init__(self, path: _Optional[str] = ..., step: _Optional[int] = ..., policy_version: _Optional[int] = ...) -> None: ...
+    def __init__(self, path: _Optional[str] = ..., step: _Optional[int] = ..., policy_version: _Optional[int] = ..., reference_is_base: bool = ...) -> None: ...
 
 class LoadCheckpointRequest(_message.Message):
-    __slots__ = ["path"]
+    __slots__ = ["as_reference", "path"]
+    AS_REFERENCE_FIELD_NUMBER: _ClassVar[int]
     PATH_FIELD_NUMBER: _ClassVar[int]
+    as_reference: bool
     path: str
-    def __init__(self, path: _Optional[str] = ...) -> None: ...
+    def __init__(self, path: _Optional[str] = ..., as_reference: bool = ...) -> None: ...
 
 class ModelInfo(_message.Message):
     __slots__ = ["architecture", "compute_type", "context_length", "heads", "hidden_size", "kv_heads", "layers", "loaded", "name", "parameters", "source", "trainable_parameters", "training_mode", "vocab_size", "weights_type"]

@@ -4925,7 +4925,7 @@ const ProtobufCMessageDescriptor recr1__v1__save_checkpoint_reply__descriptor =
   (ProtobufCMessageInit) recr1__v1__save_checkpoint_reply__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor recr1__v1__load_checkpoint_request__field_descriptors[1] =
+static const ProtobufCFieldDescriptor recr1__v1__load_checkpoint_request__field_descriptors[2] =
 {
   {
     "path",
@@ -4939,14 +4939,27 @@ static const ProtobufCFieldDescriptor recr1__v1__load_checkpoint_request__field_
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "as_reference",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Recr1__V1__LoadCheckpointRequest, as_reference),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned recr1__v1__load_checkpoint_request__field_indices_by_name[] = {
+  1,   /* field[1] = as_reference */
   0,   /* field[0] = path */
 };
 static const ProtobufCIntRange recr1__v1__load_checkpoint_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 1 }
+  { 0, 2 }
 };
 const ProtobufCMessageDescriptor recr1__v1__load_checkpoint_request__descriptor =
 {
@@ -4956,14 +4969,14 @@ const ProtobufCMessageDescriptor recr1__v1__load_checkpoint_request__descriptor 
   "Recr1__V1__LoadCheckpointRequest",
   "recr1.v1",
   sizeof(Recr1__V1__LoadCheckpointRequest),
-  1,
+  2,
   recr1__v1__load_checkpoint_request__field_descriptors,
   recr1__v1__load_checkpoint_request__field_indices_by_name,
   1,  recr1__v1__load_checkpoint_request__number_ranges,
   (ProtobufCMessageInit) recr1__v1__load_checkpoint_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor recr1__v1__load_checkpoint_reply__field_descriptors[3] =
+static const ProtobufCFieldDescriptor recr1__v1__load_checkpoint_reply__field_descriptors[4] =
 {
   {
     "path",
@@ -5001,16 +5014,29 @@ static const ProtobufCFieldDescriptor recr1__v1__load_checkpoint_reply__field_de
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "reference_is_base",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Recr1__V1__LoadCheckpointReply, reference_is_base),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned recr1__v1__load_checkpoint_reply__field_indices_by_name[] = {
   0,   /* field[0] = path */
   2,   /* field[2] = policy_version */
+  3,   /* field[3] = reference_is_base */
   1,   /* field[1] = step */
 };
 static const ProtobufCIntRange recr1__v1__load_checkpoint_reply__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 3 }
+  { 0, 4 }
 };
 const ProtobufCMessageDescriptor recr1__v1__load_checkpoint_reply__descriptor =
 {
@@ -5020,7 +5046,7 @@ const ProtobufCMessageDescriptor recr1__v1__load_checkpoint_reply__descriptor =
   "Recr1__V1__LoadCheckpointReply",
   "recr1.v1",
   sizeof(Recr1__V1__LoadCheckpointReply),
-  3,
+  4,
   recr1__v1__load_checkpoint_reply__field_descriptors,
   recr1__v1__load_checkpoint_reply__field_indices_by_name,
   1,  recr1__v1__load_checkpoint_reply__number_ranges,

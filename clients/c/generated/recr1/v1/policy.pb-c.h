@@ -905,10 +905,16 @@ struct  Recr1__V1__LoadCheckpointRequest
 {
   ProtobufCMessage base;
   char *path;
+  /*
+   * The loaded policy also becomes the reference policy (the KL term's anchor, Score's reference_logprobs),
+   * e.g. an SFT cold start before RL. Without it the reference is what the checkpoint saved: the base
+   * model, or the policy an earlier as_reference anchored.
+   */
+  protobuf_c_boolean as_reference;
 };
 #define RECR1__V1__LOAD_CHECKPOINT_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&recr1__v1__load_checkpoint_request__descriptor) \
-    , (char *)protobuf_c_empty_string }
+    , (char *)protobuf_c_empty_string, 0 }
 
 
 struct  Recr1__V1__LoadCheckpointReply
@@ -917,10 +923,14 @@ struct  Recr1__V1__LoadCheckpointReply
   char *path;
   uint64_t step;
   uint64_t policy_version;
+  /*
+   * false: the reference is an anchored policy, not the base model
+   */
+  protobuf_c_boolean reference_is_base;
 };
 #define RECR1__V1__LOAD_CHECKPOINT_REPLY__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&recr1__v1__load_checkpoint_reply__descriptor) \
-    , (char *)protobuf_c_empty_string, 0, 0 }
+    , (char *)protobuf_c_empty_string, 0, 0, 0 }
 
 
 struct  Recr1__V1__ExportRequest
