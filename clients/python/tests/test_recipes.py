@@ -7,6 +7,7 @@ within its time budget. RECR1_TEST_BLAS_THREADS, when set, caps recr1d's BLAS th
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -273,6 +274,13 @@ def test_recone_starts_recr1d_cold_starts_trains_and_evaluates(tmp_path, capsys,
     before = list(read_jsonl(out / "eval" / "outputs-6-trained.jsonl"))
     after = list(read_jsonl(out / "eval3" / "outputs-6-trained.jsonl"))
     assert len(after) == 4 and [(r["id"], r["completion"]) for r in after[:3]] == [(r["id"], r["completion"]) for r in before]
+    # Another checkpoint with the same name (step 2, policy v2) is another policy: its answers are generated.
+    shutil.copytree(out / "checkpoints" / "final", tmp_path / "elsewhere")
+    code, _, err = run_cli(["eval", "--run", str(out), "--users", "3", "--checkpoint", str(tmp_path / "elsewhere"),
+                            "--systems", "trained", "--reuse", str(out / "eval"), "--out", str(out / "eval4"),
+                            *blas_args()], capsys)
+    assert code == 0, err
+    assert "3 of 3 completions from" in err and "eval trained: 3/3 prompts" in err   # the cold start's, then the trained's
 
     # The general-ability probe: base model, cold start and final checkpoint, each against the base.
     code, table, err = run_cli(["probe", "--run", str(out), "--max-new-tokens", "3", *blas_args()], capsys)

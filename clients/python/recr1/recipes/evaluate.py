@@ -44,10 +44,25 @@ def greedy_texts(client, records, max_new_tokens, stop_strings, batch, label=Non
     return texts, time.monotonic() - started
 
 
-def _reused_texts(folder, name, kind, records, note):
-    """The completions an earlier `recr1 eval` (its --out folder) wrote for the same system (name and kind),
-    as {record id: completion} for those of `records` it evaluated (greedy decoding gives them again, so they
-    need not be generated twice), or {} when it has none."""
+def policy_source(kind, path=None, model=None):
+    """What a model system's answers come from, for --reuse to match on: the base model's file, or the
+    checkpoint's (or exported model's) folder and when it was saved. Two runs' checkpoints can share a
+    name ("trained (step 84, policy v84)"); they do not share a folder and a save time."""
+    if kind == "base":
+        return {"model": model or "default"}
+    path = os.path.realpath(path)
+    saved = None
+    trainer = os.path.join(path, "trainer.json")
+    if os.path.isfile(trainer):
+        with open(trainer, encoding="utf-8") as f:
+            saved = json.load(f).get("savedAt")
+    return {"path": path, "saved_at": saved}
+
+
+def _reused_texts(folder, name, kind, source, records, note):
+    """The completions an earlier `recr1 eval` (its --out folder) wrote for the same system (name, kind and,
+    for a model, the same policy: `policy_source`), as {record id: completion} for those of `records` it
+    evaluated (greedy decoding gives them again, so they need not be generated twice), or {} when it has none."""
     if not folder:
         return {}
     path = os.path.join(folder, "eval.json")
@@ -56,7 +71,7 @@ def _reused_texts(folder, name, kind, records, note):
     with open(path, encoding="utf-8") as f:
         previous = json.load(f)
     for index, system in enumerate(previous.get("systems", [])):
-        if system.get("name") == name and system.get("kind") == kind:
+        if system.get("name") == name and system.get("kind") == kind and system.get("source") == source:
             done = {row["id"]: row["completion"]
                     for row in read_jsonl(os.path.join(folder, f"outputs-{index + 1}-{kind}.jsonl"))}
             wanted = {r["id"] for r in records}
@@ -165,6 +180,7 @@ def evaluate(options, stream=None):
                     connect()
                 loaded = client.load_checkpoint(options["cold_start"])
                 name = f"cold start, SFT only (step {loaded.step})"
+                source = policy_source(kind, options["cold_start"])
             elif kind == "base":
                 connect()
                 version = client.health().policy_version
@@ -172,22 +188,25 @@ def evaluate(options, stream=None):
                     raise ValueError(f"--address: recr1d serves policy version {version}, not the base model; "
                                      "evaluate the base model on a fresh recr1d (leave out --address)")
                 name = "base model (prompted)"
+                source = policy_source(kind, model=options.get("daemon_settings", {}).get("model"))
             elif options.get("exported"):
                 connect(model=options["exported"])
                 name = f"trained ({os.path.basename(os.path.normpath(options['exported']))}, exported)"
+                source = policy_source(kind, options["exported"])
             else:
                 if client is None:
                     connect()
                 loaded = client.load_checkpoint(options["checkpoint"])
                 name = f"trained (step {loaded.step}, policy v{loaded.policy_version})"
-            reused = _reused_texts(options.get("reuse"), name, kind, records, note)
+                source = policy_source(kind, options["checkpoint"])
+            reused = _reused_texts(options.get("reuse"), name, kind, source, records, note)
             missing = [r for r in records if r["id"] not in reused]
             new, seconds = greedy_texts(client, missing, options["max_new_tokens"], options["stop_strings"],
                                         options["batch"], kind, note) if missing else ([], 0.0)
             generated = dict(zip((r["id"] for r in missing), new))
             texts = [reused.get(r["id"], generated.get(r["id"])) for r in records]
             rows = judge_texts(judge, records, texts)
-            systems.append({"name": name, "kind": kind, "metrics": tasks.summarise(task, rows), "seconds": seconds,
+            systems.append({"name": name, "kind": kind, "source": source, "metrics": tasks.summarise(task, rows), "seconds": seconds,
                             "rows": rows})
     finally:
         if client is not None:
