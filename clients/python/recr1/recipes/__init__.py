@@ -68,8 +68,10 @@ RECIPES = {
         # recone-h (docs/results.md, 2026-12-04): 56 SFT steps on 436 rule-written answers of 512 prompts (the
         # base model never holds the format, so no best-of-N), then 12 GRPO steps of 8 prompts x 8 samples at
         # lr 2e-4, beta 0, temperature 1.0; 33 minutes here; MAE 0.809 on 384 test targets, below both means.
+        # beta 0.1 towards the cold start (the reference, --reference start): without it GRPO collapsed onto
+        # answering 4 on ML-1M (recone-i, recone-j); with it the policy held its cold start (recone-k).
         dict(GRPO_DEFAULTS, temperature=1.0, top_p=1.0, history=3, targets_per_user=4, steps=12, prompts_per_step=8,
-             group_size=8, learning_rate=2e-4, beta=0.0, cold_start_steps=56, cold_start_prompts=512,
+             group_size=8, learning_rate=2e-4, beta=0.1, cold_start_steps=56, cold_start_prompts=512,
              cold_start_samples=0, cold_start_batch=8, cold_start_rounding="nearest", eval_every=6, eval_users=96,
              checkpoint_every=6),
         {"cold start": "SFT on cold-start reasoning samples", "RL": "RecZero's GRPO"}),
