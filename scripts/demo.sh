@@ -3,14 +3,15 @@
 # RecZero reward (RecOne: an SFT cold start on rule-written answers, then GRPO) through recr1d, then
 # evaluate on held-out targets: the no-LLM baselines, the cold start and the trained policy, each with a 95%
 # interval, and the trained policy's paired difference against every other system.
-# The recone recipe on ML-1M (2 targets a user, 3 rated movies of history), shortened to fit about 25 minutes
+# The recone recipe on ML-1M (2 targets a user, 3 rated movies of history), shortened to fit about 22 minutes
 # once built on the 2-core machines here (docs/results.md has the runs it comes from). Every step prints its
 # progress.
 #
 #   DEMO_RECIPE   recone (default) or reczero (pure RL: SmolLM2 never writes the format unaided, so it learns nothing)
 #   DEMO_DATASET  ml-1m (default) or ml-100k
-#   DEMO_STEPS    GRPO steps (default 6, of 16 users x 4 samples)
-#   DEMO_COLD_START_STEPS  SFT steps of the cold start (default 24)
+#   DEMO_STEPS    GRPO steps (default 4, of 16 users x 4 samples)
+#   DEMO_COLD_START_STEPS  SFT steps of the cold start (default 48, on rule-written answers for 10 prompts a step)
+#   DEMO_BETA     GRPO's KL coefficient towards the cold start (default 0.1)
 #   DEMO_USERS    held-out targets to evaluate (default 300: the first 150 test users x 2; 0 = all)
 #   DEMO_SYSTEMS  systems to evaluate (default baseline,trained: the cold start comes with it; add base for
 #                 the base model)
@@ -22,8 +23,9 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 RECIPE=${DEMO_RECIPE:-recone}
 DATASET=${DEMO_DATASET:-ml-1m}
-STEPS=${DEMO_STEPS:-6}
-COLD_START_STEPS=${DEMO_COLD_START_STEPS:-24}
+STEPS=${DEMO_STEPS:-4}
+COLD_START_STEPS=${DEMO_COLD_START_STEPS:-48}
+BETA=${DEMO_BETA:-0.1}
 ROUNDING=${DEMO_ROUNDING:-stochastic}
 USERS=${DEMO_USERS:-300}
 SYSTEMS=${DEMO_SYSTEMS:-baseline,trained}
@@ -50,7 +52,7 @@ cold_start=()
                                      --cold-start-rounding "$ROUNDING")
 phase "train: recr1 run $RECIPE --out $OUT/$RECIPE --dataset $DATASET --steps $STEPS ${cold_start[*]} (one line per step on stderr)"
 "$PYTHON" -m recr1 run "$RECIPE" --out "$OUT/$RECIPE" --dataset "$DATASET" --targets-per-user 2 --steps "$STEPS" \
-    --prompts-per-step 16 --group-size 4 "${cold_start[@]}" --eval-every "$STEPS" --eval-users 32 "${threads[@]}"
+    --prompts-per-step 16 --group-size 4 --beta "$BETA" "${cold_start[@]}" --eval-every "$STEPS" --eval-users 32 "${threads[@]}"
 
 phase "evaluate: recr1 eval --run $OUT/$RECIPE --users $USERS --systems $SYSTEMS (with 95% intervals)"
 "$PYTHON" -m recr1 eval --run "$OUT/$RECIPE" --users "$USERS" --systems "$SYSTEMS" --batch 16 "${threads[@]}"
